@@ -1,0 +1,25 @@
+"""Shared command-line helpers: the classic notebook's flag conventions."""
+import argparse
+
+
+def str2bool(value):
+    """Parse the notebook's ``True``/``False`` strings (and the usual synonyms)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "t"):
+        return True
+    if text in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError("expected True or False, got %r" % value)
+
+
+def parse_image_shape(value):
+    """Parse ``C,H,W`` (e.g. ``3,256,128``) into a tuple of three positive ints."""
+    try:
+        shape = tuple(int(v) for v in str(value).replace(" ", "").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise argparse.ArgumentTypeError("--image_shape must be C,H,W with positive ints, e.g. 3,256,128; got %r" % value)
+    return shape

@@ -1,0 +1,26 @@
+"""Shared fixtures. Importing metric_learning first sets the CPU runtime defaults before Paddle loads."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import metric_learning  # noqa: E402,F401  (must precede any paddle import)
+import pytest  # noqa: E402
+
+DEFAULT_MARKET_ROOT = os.path.join(ROOT, "..", "shared", "datasets", "Market-1501-v15.09.15")
+
+
+def market1501_root():
+    """The real Market-1501 folder from $MARKET1501_ROOT or ../shared, or None when absent."""
+    root = os.environ.get("MARKET1501_ROOT") or DEFAULT_MARKET_ROOT
+    return os.path.abspath(root) if os.path.isdir(os.path.join(root, "bounding_box_train")) else None
+
+
+@pytest.fixture(scope="session")
+def market_root():
+    root = market1501_root()
+    if root is None:
+        pytest.skip("Market-1501 not found (set MARKET1501_ROOT or place it at ../shared/datasets/Market-1501-v15.09.15)")
+    return root
