@@ -11,8 +11,13 @@ because Paddle reads them only once, at import time:
 
 Both are ``setdefault``: a value already in the environment always wins.
 """
+import warnings as _warnings
+
 from metric_learning.runtime import configure_cpu_env as _configure_cpu_env
 
 _configure_cpu_env()
+# Paddle warns at import that ccache (a C++ build cache for custom operators) is
+# missing; we build no custom operators, so the message is only noise for users.
+_warnings.filterwarnings("ignore", message="No ccache found")
 
 __version__ = "0.1.0"
