@@ -19,5 +19,8 @@ _configure_cpu_env()
 # Paddle warns at import that ccache (a C++ build cache for custom operators) is
 # missing; we build no custom operators, so the message is only noise for users.
 _warnings.filterwarnings("ignore", message="No ccache found")
+# Paddle 3.3's BatchNorm announces on every training forward that it tracks global
+# statistics; that is the behaviour we want and the message says nothing actionable.
+_warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 __version__ = "0.1.0"

@@ -23,3 +23,24 @@ def parse_image_shape(value):
     if len(shape) != 3 or min(shape) <= 0:
         raise argparse.ArgumentTypeError("--image_shape must be C,H,W with positive ints, e.g. 3,256,128; got %r" % value)
     return shape
+
+
+def run_cli(main, argv=None):
+    """Run a script's ``main``; input errors print one clear line instead of a traceback.
+
+    Our modules raise ValueError / FileNotFoundError (and subclasses) with messages
+    naming the file, line or flag at fault; that message is what the user needs.
+    Set PADDLE_REID_DEBUG=1 to see the full traceback.
+    """
+    import os
+    import sys
+
+    from metric_learning.trainer import TrainingDiverged
+
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError, TrainingDiverged) as error:
+        if os.environ.get("PADDLE_REID_DEBUG"):
+            raise
+        print("error: %s" % error, file=sys.stderr)
+        sys.exit(2)

@@ -11,6 +11,8 @@ std, feature dimension and whether outputs are L2-normalised.
 import json
 import os
 
+import paddle
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CONFIG_SUFFIX = ".reid.json"
@@ -21,26 +23,40 @@ INPUT_NAMES = {
 }
 
 
-def _embedding_layer(net, normalize):
-    import paddle
+class EmbeddingModel(paddle.nn.Layer):
+    """The network as deployed: image batch in, (optionally L2-normalised) embedding out."""
 
-    class EmbeddingModel(paddle.nn.Layer):
-        """The network as deployed: image batch in, (optionally L2-normalised) embedding out."""
+    def __init__(self, net, normalize):
+        super().__init__()
+        self.net = net
+        self.normalize = normalize
 
-        def __init__(self):
-            super().__init__()
-            self.net = net
+    def embed(self, images):
+        embedding = self.net(images)
+        if self.normalize:
+            embedding = paddle.nn.functional.normalize(embedding, p=2, axis=1)
+        return embedding
 
-        # ``*inputs`` rather than a named argument: paddle.jit.save requires the
-        # InputSpec name to match the forward argument name, and the input name
-        # is configurable.
-        def forward(self, *inputs):
-            embedding = self.net(inputs[0])
-            if normalize:
-                embedding = paddle.nn.functional.normalize(embedding, p=2, axis=1)
-            return embedding
 
-    return EmbeddingModel()
+# paddle.jit.save names the program's input after the forward() argument (and
+# refuses an InputSpec name that differs), and dy2static needs real source code,
+# so each supported input name has its own one-line forward.
+class _InputX(EmbeddingModel):
+    def forward(self, x):
+        return self.embed(x)
+
+
+class _InputImage(EmbeddingModel):
+    def forward(self, image):
+        return self.embed(image)
+
+
+class _InputCrops(EmbeddingModel):
+    def forward(self, crops):
+        return self.embed(crops)
+
+
+_MODEL_BY_INPUT_NAME = {"x": _InputX, "image": _InputImage, "crops": _InputCrops}
 
 
 def export_inference_model(net, prefix, image_shape, input_name="x", normalize=True, extra_config=None):
@@ -48,14 +64,13 @@ def export_inference_model(net, prefix, image_shape, input_name="x", normalize=T
 
     ``image_shape`` is (C, H, W); the batch dimension stays dynamic.
     """
-    import paddle
     from paddle.static import InputSpec
 
-    if not input_name or not input_name.isidentifier():
-        raise ValueError("--input_name must be a Python identifier such as x, image or crops; got %r" % input_name)
+    if input_name not in _MODEL_BY_INPUT_NAME:
+        raise ValueError("--input_name must be one of %s; got %r" % (", ".join(INPUT_NAMES), input_name))
     channels, height, width = image_shape
     net.eval()
-    model = _embedding_layer(net, normalize)
+    model = _MODEL_BY_INPUT_NAME[input_name](net, normalize)
     model.eval()
     out_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(out_dir, exist_ok=True)
@@ -107,7 +122,6 @@ def resolve_prefix(path):
 
 def create_predictor(prefix, use_gpu=False, threads=None, mkldnn=True):
     """A Paddle Inference predictor for an exported model (oneDNN on CPU; GPU when asked and available)."""
-    import paddle
     from paddle import inference
 
     prefix = resolve_prefix(prefix)

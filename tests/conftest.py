@@ -24,3 +24,12 @@ def market_root():
     if root is None:
         pytest.skip("Market-1501 not found (set MARKET1501_ROOT or place it at ../shared/datasets/Market-1501-v15.09.15)")
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """The embedded default synthetic dataset (Market-1501 layout), generated once per test session."""
+    from metric_learning import experiment
+
+    root = str(tmp_path_factory.mktemp("synthetic") / "synthetic")
+    return experiment.ensure_synthetic(root, log=lambda *_: None)

@@ -1,0 +1,214 @@
+"""Turn parsed command-line flags into a running experiment.
+
+train_elem.py and train_pair.py differ only in their loss and batch sampler;
+everything else — which data, which model, which optimiser and schedule, how
+to evaluate, where to save — is built here once for both.
+"""
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from metric_learning import checkpoint, listfile, market, synthetic
+from metric_learning.runtime import select_device
+
+# Generated on first use when no dataset is given; small enough for a laptop CPU.
+SYNTHETIC_DEFAULTS = dict(num_train_ids=60, num_test_ids=60, num_cameras=6, images_per_id_per_cam=3, seed=0)
+
+
+class ConfigError(ValueError):
+    """A flag combination that cannot work; the message names the flag."""
+
+
+@dataclass
+class DataSpec:
+    """What to train on and how to evaluate, resolved from the data flags."""
+
+    kind: str                    # "protocol" or "list"
+    train_paths: list
+    train_labels: np.ndarray
+    num_classes: int
+    protocol: object = None      # market.ReIDProtocol when kind == "protocol"
+    test_paths: list = None      # list-file evaluation (leave-one-out Recall@K)
+    test_labels: np.ndarray = None
+    description: str = ""
+
+
+def ensure_synthetic(root, log=print):
+    """Generate the embedded synthetic dataset at ``root`` unless it is already there."""
+    if os.path.isfile(os.path.join(root, synthetic.META_FILE)):
+        return root
+    log("generating the embedded synthetic dataset in %s ..." % root)
+    counts = synthetic.generate(root, **SYNTHETIC_DEFAULTS)
+    log("  %s" % ", ".join("%s %d" % kv for kv in sorted(counts.items())))
+    return root
+
+
+def resolve_data(args, log=print):
+    """Pick the dataset from the flags: a list file, a Market-1501-style root, or the synthetic default."""
+    train_list = getattr(args, "train_list", None)
+    if train_list:
+        if not args.image_root:
+            raise ConfigError("--train_list %s needs --image_root (the folder its paths are relative to)" % train_list)
+        records = listfile.read_list(train_list)
+        paths, labels = listfile.records_to_paths_labels(records, args.image_root)
+        spec = DataSpec("list", paths, labels, int(labels.max()) + 1,
+                        description="list %s (%d images, %d classes)" % (train_list, len(paths), int(labels.max()) + 1))
+        if args.test_list:
+            spec.test_paths, spec.test_labels = listfile.records_to_paths_labels(
+                listfile.read_list(args.test_list), args.image_root)
+        return spec
+    root = args.dataset_root or ensure_synthetic(args.synthetic_root, log)
+    protocol = market.load_protocol(root, pattern=args.name_pattern)
+    labels, num_classes = market.relabel(protocol.train)
+    return DataSpec("protocol", [s.path for s in protocol.train], labels, num_classes, protocol=protocol,
+                    description="%s: train %d images / %d ids, query %d, gallery %d"
+                                % (root, len(protocol.train), num_classes, len(protocol.query), len(protocol.gallery)))
+
+
+def check_class_dim(class_dim, num_classes, source):
+    """``--class_dim`` may be omitted (0); a wrong value is an error that says the right one."""
+    if class_dim and class_dim != num_classes:
+        raise ConfigError("--class_dim %d does not match the data: %s has %d classes; pass --class_dim %d or omit it"
+                          % (class_dim, source, num_classes, num_classes))
+    return num_classes
+
+
+def parse_lr_steps(text, total_iter_num):
+    if not text:
+        return [int(total_iter_num * 0.6), int(total_iter_num * 0.85)]
+    try:
+        steps = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError("--lr_steps must be comma-separated iteration numbers, got %r" % text) from None
+    if steps != sorted(steps) or any(s <= 0 for s in steps):
+        raise ConfigError("--lr_steps must be increasing positive iterations, got %r" % text)
+    return steps
+
+
+def build_scheduler(args):
+    import paddle
+
+    lr = paddle.optimizer.lr
+    if args.lr_strategy == "piecewise_decay":
+        steps = parse_lr_steps(args.lr_steps, args.total_iter_num)
+        values = [args.lr * args.lr_decay ** i for i in range(len(steps) + 1)]
+        schedule = lr.PiecewiseDecay(boundaries=steps, values=values)
+    elif args.lr_strategy == "cosine":
+        schedule = lr.CosineAnnealingDecay(learning_rate=args.lr, T_max=max(1, args.total_iter_num))
+    else:
+        schedule = lr.LambdaDecay(learning_rate=args.lr, lr_lambda=lambda _: 1.0)
+    if args.warmup_iter_num > 0:
+        schedule = lr.LinearWarmup(schedule, warmup_steps=args.warmup_iter_num, start_lr=0.0, end_lr=args.lr)
+    return schedule
+
+
+def build_optimizer(args, parameters, scheduler):
+    import paddle
+
+    decay = paddle.regularizer.L2Decay(args.weight_decay) if args.weight_decay > 0 else None
+    if args.optimizer == "adam":
+        return paddle.optimizer.Adam(learning_rate=scheduler, parameters=parameters, weight_decay=decay)
+    return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=parameters,
+                                     weight_decay=decay, use_nesterov=False)
+
+
+def distributed_context():
+    """``(rank, world_size)``; initialises the process group under ``paddle.distributed.launch``."""
+    import paddle.distributed as dist
+
+    world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if world_size > 1:
+        dist.init_parallel_env()
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_evaluator(args, spec, log=print):
+    """``evaluate(net) -> metrics`` on the data's test part (protocol: Rank-k/mAP; list: Recall@K)."""
+    from metric_learning import evaluation
+
+    if spec.kind == "protocol":
+        return lambda net: evaluation.evaluate_protocol(
+            evaluation.LayerEmbedder(net), spec.protocol, args.image_shape, batch_size=args.test_batch_size)
+    if spec.test_paths is None:
+        return None
+    return lambda net: evaluation.evaluate_recall(
+        evaluation.LayerEmbedder(net), spec.test_paths, spec.test_labels, args.image_shape,
+        batch_size=args.test_batch_size)
+
+
+def pretrained_weights_file(path):
+    """``--pretrained_model`` may name a paddle-reid checkpoint directory; use its network weights then."""
+    try:
+        return os.path.join(checkpoint.resolve(path), checkpoint.MODEL_FILE)
+    except checkpoint.CheckpointError:
+        return path  # a .pdparams file or a Paddle 1.x parameter directory
+
+
+def model_config(args):
+    """What config.json records to rebuild the network later (eval, export, fine-tuning)."""
+    return {"model": {"model": args.model, "embedding_size": args.embedding_size, "pooling": args.pooling,
+                      "last_stride": args.last_stride},
+            "image_shape": list(args.image_shape),
+            "loss_name": args.loss_name,
+            "argv": sys.argv[1:]}
+
+
+def run_training(args, build_criterion, log=print):
+    """Build everything from ``args``, resume if ``--checkpoint`` is given, train; returns final metrics."""
+    trainer = build_trainer(args, build_criterion, log)
+    if args.checkpoint:
+        trainer.resume(args.checkpoint)
+    return trainer.fit()
+
+
+def build_trainer(args, build_criterion, log=print):
+    """Data, model, loss, sampler, optimiser and schedule from ``args``, wired into a ``Trainer``."""
+    import paddle
+
+    from metric_learning import datasets, samplers, transforms, weights
+    from metric_learning.model import build_model
+    from metric_learning.trainer import BatchStream, RunConfig, Trainer
+
+    select_device(args.use_gpu)
+    rank, world_size = distributed_context()
+    paddle.seed(args.seed + rank)
+    spec = resolve_data(args, log)
+    log("data: " + spec.description)
+    num_classes = check_class_dim(args.class_dim, spec.num_classes, spec.description.split(" (")[0].split(":")[0])
+    transform = transforms.build_transforms(args.image_shape, train=True, flip_prob=args.flip_prob, pad=args.pad,
+                                            erase_prob=args.erase_prob)
+    dataset = datasets.ImageDataset(spec.train_paths, spec.train_labels, transform, cache=args.cache_images,
+                                    on_bad_image=args.on_bad_image)
+
+    net = build_model(model=args.model, embedding_size=args.embedding_size, pooling=args.pooling,
+                      last_stride=args.last_stride)
+    if args.pretrained_model and not args.checkpoint:
+        weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
+    if not args.use_gpu and args.fast_depthwise:
+        from metric_learning import fastpath
+
+        replaced = fastpath.accelerate(net)
+        if replaced:
+            log("fast depthwise convolution: %d layers switched (--fast_depthwise False to keep Paddle's kernel)"
+                % len(replaced))
+    criterion = build_criterion(args, net.embedding_dim, num_classes)
+
+    batch_size = args.train_batch_size or getattr(args, "batch_size", 0)
+    if args.samples_each_class:
+        sampler = samplers.PKBatchSampler(dataset.labels, batch_size, args.samples_each_class, seed=args.seed,
+                                          rank=rank, world_size=world_size)
+    else:
+        sampler = samplers.RandomBatchSampler(len(dataset), batch_size, seed=args.seed, rank=rank,
+                                              world_size=world_size)
+    scheduler = build_scheduler(args)
+    optimizer = build_optimizer(args, net.parameters() + criterion.parameters(), scheduler)
+    run = RunConfig(total_iter_num=args.total_iter_num, model_save_dir=args.model_save_dir, run_name=args.model,
+                    display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
+                    save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,
+                    loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
+    stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads)
+    return Trainer(net, criterion, optimizer, scheduler, stream, run, evaluate_fn=build_evaluator(args, spec, log),
+                   log=log)

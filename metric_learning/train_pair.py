@@ -1,0 +1,56 @@
+"""Fine-tune a ReID embedding with a pair loss (triplet, quadruplet, EML, n-pairs) on P x K batches.
+
+    python metric_learning/train_pair.py --model MobileNetV2 --image_shape 3,128,64 \
+        --pretrained_model output/MobileNetV2/latest --loss_name triplet --samples_each_class 4
+
+Starts from a train_elem checkpoint: backbone and head are kept; the classifier (trained by the
+classification loss, saved apart in criterion.pdparams) does not apply to pair losses and is left out.
+"""
+import os
+import sys
+
+# Run as a script from anywhere: put the repository root (not this folder, whose
+# module names would shadow third-party ones) first on sys.path.
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
+    sys.path[0] = os.path.dirname(_PKG_DIR)
+
+import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
+from metric_learning import experiment, losses, options  # noqa: E402
+from metric_learning.cli import run_cli  # noqa: E402
+
+# The classic implementation applied pair losses to the retrieval embedding itself.
+PAIR_FEATURES = "after_bn"
+
+
+def build_criterion(args, embedding_dim, num_classes):
+    kwargs = {"triplet": {"margin": args.margin, "soft_margin": args.soft_margin},
+              "quadruplet": {"margin": args.margin},
+              "eml": {},
+              "npairs": {"reg_lambda": args.npairs_reg_lambda}}[args.loss_name]
+    return losses.CombinedLoss(None, losses.build_loss(args.loss_name, **kwargs), metric_features=PAIR_FEATURES)
+
+
+def parse_args(argv=None):
+    parser = options.new_parser(__doc__.split("\n")[0])
+    options.add_data_args(parser)
+    options.add_model_args(parser)
+    options.add_train_args(parser, pair=True)
+    options.add_pair_loss_args(parser)
+    args = parser.parse_args(argv)
+    args.train_batch_size = args.train_batch_size or args.batch_size
+    if args.samples_each_class < 2:
+        parser.error("--samples_each_class must be >= 2: pair losses need two images of an identity per batch")
+    if args.pretrained_model and not args.checkpoint:
+        print("note: the classifier of %s is not used by pair losses; only backbone and head are loaded"
+              % args.pretrained_model)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    experiment.run_training(args, build_criterion)
+
+
+if __name__ == "__main__":
+    run_cli(main)

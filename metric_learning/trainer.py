@@ -1,0 +1,273 @@
+"""The training loop shared by train_elem.py and train_pair.py.
+
+What it owns: batches (exactly reproducible), the optimisation step, periodic
+evaluation, atomic checkpoints, exact resume, divergence stop, progress and a
+JSON-lines log. What it does not own: which model, loss, sampler or optimiser —
+the scripts build those and hand them in.
+
+Reproducibility: the augmentation of image ``j`` of the batch at iteration ``i``
+is drawn from ``np.random.default_rng((seed, i, j))``, and the batch's indices
+come from a sampler whose position is checkpointed. A resumed run therefore sees
+the very same pixels as an uninterrupted one, whatever the number of loader
+threads, without having to serialise any RNG.
+"""
+import json
+import math
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metric_learning import checkpoint as ckpt
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class RunConfig:
+    total_iter_num: int
+    model_save_dir: str
+    run_name: str
+    display_iter_step: int = 20
+    test_iter_step: int = 0
+    save_iter_step: int = 0
+    seed: int = 0
+    loader_threads: int = 2
+    prefetch_batches: int = 4
+    model_config: dict = field(default_factory=dict)
+    rank: int = 0
+
+    @property
+    def run_dir(self):
+        return os.path.join(self.model_save_dir, self.run_name)
+
+
+class TrainStep:
+    """Wraps network + criterion in one Layer so DataParallel syncs both.
+
+    Built lazily as a paddle.nn.Layer subclass so that importing this module does
+    not import paddle (scripts must set thread variables first).
+    """
+
+    def __new__(cls, net, criterion):
+        import paddle
+
+        class _TrainStep(paddle.nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+                self.criterion = criterion
+
+            def forward(self, images, labels):
+                feat_before_bn, feat_after_bn = self.net.forward_features(images)
+                return self.criterion(feat_before_bn, feat_after_bn, labels)
+
+        return _TrainStep()
+
+
+class BatchStream:
+    """Iterates training batches (images NCHW float32, labels int64) from iteration ``start``.
+
+    ``dataset`` must provide ``load_image(i)`` (decoded HWC uint8 RGB, possibly cached)
+    and ``labels``; ``batch_sampler`` must provide iteration over index lists,
+    ``state_dict()`` and ``set_state_dict()``. Batches are assembled by a small
+    thread pool (OpenCV and numpy release the GIL) and prefetched by one
+    background thread so the training step never waits on decoding.
+    """
+
+    def __init__(self, dataset, transform, batch_sampler, seed, threads=2, prefetch=4):
+        self.dataset = dataset
+        self.transform = transform
+        self.sampler = batch_sampler
+        self.seed = seed
+        self.pool = ThreadPoolExecutor(max(1, threads))
+        self.prefetch = max(1, prefetch)
+
+    def _make_batch(self, iteration, indices):
+        def one(j_index):
+            j, index = j_index
+            rng = np.random.default_rng((self.seed, iteration, j))
+            return self.transform(self.dataset.load_image(index), rng)
+
+        images = list(self.pool.map(one, enumerate(indices)))
+        labels = np.asarray([self.dataset.labels[i] for i in indices], dtype="int64")
+        return np.stack(images).astype("float32", copy=False), labels
+
+    def _index_batches(self):
+        while True:
+            for indices in self.sampler:
+                yield list(indices)
+
+    def iterate(self, start_iteration, stop_iteration):
+        """Yield ``(iteration, images, labels, sampler_state_after)`` for start <= iteration < stop."""
+        out = queue.Queue(self.prefetch)
+        stop_flag = threading.Event()
+
+        def produce():
+            try:
+                batches = self._index_batches()
+                for iteration in range(start_iteration, stop_iteration):
+                    indices = next(batches)
+                    state = self.sampler.state_dict()
+                    item = (iteration,) + self._make_batch(iteration, indices) + (state,)
+                    while not stop_flag.is_set():
+                        try:
+                            out.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop_flag.is_set():
+                        return
+                out.put(None)
+            except BaseException as error:  # surfaced in the consumer with its traceback
+                out.put(error)
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = out.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop_flag.set()
+            worker.join(timeout=5)
+
+
+class Trainer:
+    def __init__(self, net, criterion, optimizer, scheduler, stream, config, evaluate_fn=None, log=print):
+        import paddle
+
+        self.paddle = paddle
+        self.net = net
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.stream = stream
+        self.config = config
+        self.evaluate_fn = evaluate_fn
+        self.log = log
+        self.iteration = 0
+        self.last_checkpoint = None
+        self.step_layer = TrainStep(net, criterion)
+        if paddle.distributed.get_world_size() > 1:
+            self.step_layer = paddle.DataParallel(self.step_layer)
+        self.is_main = config.rank == 0
+
+    # ----- state -------------------------------------------------------------
+    def resume(self, path):
+        """Restore weights, optimiser, LR schedule, iteration and sampler from a checkpoint."""
+        state = ckpt.read_training_state(path)
+        ckpt.assign_state(self.net, state["model"], state["path"])
+        ckpt.assign_state(self.criterion, state["criterion"], state["path"])
+        self.optimizer.set_state_dict(state["optimizer"])
+        trainer_state = state["trainer"]
+        self.scheduler.set_state_dict(trainer_state["scheduler"])
+        self.stream.sampler.set_state_dict(trainer_state["sampler"])
+        self.iteration = trainer_state["iteration"]
+        self.last_checkpoint = state["path"]
+        self.log("resumed from %s at iteration %d" % (state["path"], self.iteration))
+
+    def save(self, sampler_state):
+        if not self.is_main:
+            return None
+        directory = os.path.join(self.config.run_dir, str(self.iteration))
+        trainer_state = {
+            "iteration": self.iteration,
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": sampler_state,
+            "seed": self.config.seed,
+        }
+        ckpt.save_checkpoint(directory, self.net.state_dict(), self.criterion.state_dict(),
+                             self.optimizer.state_dict(), trainer_state, self.config.model_config)
+        ckpt.point_latest(directory)
+        self.last_checkpoint = directory
+        return directory
+
+    # ----- loop --------------------------------------------------------------
+    def fit(self):
+        """Train until ``total_iter_num``; returns the last evaluation metrics (or {})."""
+        paddle = self.paddle
+        cfg = self.config
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        log_path = os.path.join(cfg.run_dir, "train_log.jsonl")
+        metrics = {}
+        sampler_state = self.stream.sampler.state_dict()
+        self.step_layer.train()
+        window_start, window_images = time.time(), 0
+        run_start, run_images = time.time(), 0
+        with open(log_path, "a") if self.is_main else open(os.devnull, "w") as log_file:
+            for iteration, images, labels, sampler_state in self.stream.iterate(self.iteration, cfg.total_iter_num):
+                lr = self.optimizer.get_lr()
+                result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels))
+                loss = result["loss"]
+                loss_value = float(loss)
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
+                        "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
+                loss.backward()
+                self.optimizer.step()
+                self.optimizer.clear_grad()
+                self.scheduler.step()
+                self.iteration = iteration + 1
+                window_images += len(labels)
+                run_images += len(labels)
+
+                if self.iteration % cfg.display_iter_step == 0 or self.iteration == cfg.total_iter_num:
+                    now = time.time()
+                    speed = window_images / max(now - window_start, 1e-9)
+                    remaining = (cfg.total_iter_num - self.iteration) * len(labels) / max(speed, 1e-9)
+                    record = {"iter": self.iteration, "lr": lr, "images_per_s": round(speed, 2),
+                              "eta_s": round(remaining, 1)}
+                    record.update({k: round(float(v), 5) for k, v in result.items() if k != "logits"})
+                    self._report(record, log_file)
+                    window_start, window_images = now, 0
+                if cfg.test_iter_step and self.evaluate_fn and self.iteration % cfg.test_iter_step == 0:
+                    metrics = self._evaluate(log_file)
+                if cfg.save_iter_step and self.iteration % cfg.save_iter_step == 0:
+                    self.save(sampler_state)
+            if self.evaluate_fn and (not cfg.test_iter_step or self.iteration % cfg.test_iter_step):
+                metrics = self._evaluate(log_file)
+            if not cfg.save_iter_step or self.iteration % cfg.save_iter_step:
+                self.save(sampler_state)
+        elapsed = time.time() - run_start
+        if self.is_main and run_images:
+            self.log("trained %d images in %.1f s (%.1f images/s); checkpoint: %s"
+                     % (run_images, elapsed, run_images / elapsed, self.last_checkpoint))
+        return metrics
+
+    def _evaluate(self, log_file):
+        if not self.is_main:
+            return {}
+        self.net.eval()
+        try:
+            metrics = self.evaluate_fn(self.net)
+        finally:
+            self.step_layer.train()
+        record = {"iter": self.iteration, "eval": metrics}
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        self.log("iter %d eval: %s" % (self.iteration, "  ".join(
+            "%s %.4f" % (k, v) if isinstance(v, float) else "%s %s" % (k, v) for k, v in metrics.items())))
+        return metrics
+
+    def _report(self, record, log_file):
+        if not self.is_main:
+            return
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        parts = ["iter %d/%d" % (record["iter"], self.config.total_iter_num)]
+        parts += ["%s %.4f" % (k, v) for k, v in record.items() if k not in ("iter", "lr", "images_per_s", "eta_s")]
+        parts += ["lr %.6g" % record["lr"], "%.1f img/s" % record["images_per_s"],
+                  "ETA %s" % time.strftime("%H:%M:%S", time.gmtime(record["eta_s"]))]
+        self.log("  ".join(parts))
