@@ -157,11 +157,19 @@ def model_config(args):
 
 
 def run_training(args, build_criterion, log=print):
-    """Build everything from ``args``, resume if ``--checkpoint`` is given, train; returns final metrics."""
-    trainer = build_trainer(args, build_criterion, log)
-    if args.checkpoint:
-        trainer.resume(args.checkpoint)
-    return trainer.fit()
+    """Build everything from ``args``, resume if ``--checkpoint`` is given, train; returns final metrics.
+
+    Paddle names optimiser slots after process-global counters (``..._velocity_0``)
+    and a checkpoint stores them under those names; a fresh name scope makes a run
+    name them identically whether it is the first in its process or not (notebooks).
+    """
+    import paddle
+
+    with paddle.utils.unique_name.guard():
+        trainer = build_trainer(args, build_criterion, log)
+        if args.checkpoint:
+            trainer.resume(args.checkpoint)
+        return trainer.fit()
 
 
 def build_trainer(args, build_criterion, log=print):
