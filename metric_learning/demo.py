@@ -22,12 +22,12 @@ def steps(output_dir, iterations):
     checkpoint = os.path.join(save, MODEL, "latest")
     exported = os.path.join(output_dir, "inference", "reid")
     return [
-        ("train (softmax + batch-hard triplet, P x K batches)",
+        ("train (label-smoothed softmax on the BNNeck embedding; the synthetic set is generated first)",
          ["metric_learning/train_elem.py", "--model", MODEL, "--image_shape", IMAGE_SHAPE,
           "--synthetic_root", data, "--model_save_dir", save, "--total_iter_num", str(iterations),
-          "--train_batch_size", "32", "--samples_each_class", "4", "--triplet_weight", "1.0",
-          "--lr", "0.05", "--warmup_iter_num", "20", "--lr_strategy", "cosine", "--display_iter_step", "25"]),
-        ("evaluate (query vs gallery, camera filtering; untrained-vs-trained shown in the log above)",
+          "--train_batch_size", "32", "--optimizer", "adam", "--lr", "0.003", "--lr_strategy", "constant",
+          "--weight_decay", "0", "--erase_prob", "0.3", "--display_iter_step", "50"]),
+        ("evaluate (query vs gallery with same-camera matches and junk removed)",
          ["metric_learning/eval.py", "--checkpoint", checkpoint, "--dataset_root", data,
           "--json", os.path.join(output_dir, "metrics.json")]),
         ("export an inference model for trackers",

@@ -29,3 +29,14 @@ def test_parse_image_shape():
     assert cli.parse_image_shape("3,256,128") == (3, 256, 128)
     with pytest.raises(argparse.ArgumentTypeError, match="image_shape"):
         cli.parse_image_shape("3,256")
+
+
+def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_warning():
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        pytest.skip("a GPU is available here")
+    with pytest.warns(UserWarning, match="running on CPU") as caught:
+        assert runtime.select_device(True) == "cpu"
+    assert len(caught) == 1
+    assert runtime.select_device(False) == "cpu"

@@ -1,0 +1,197 @@
+"""The training loop end to end on the synthetic set: learning, exact resume, divergence stop, flags."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from metric_learning import checkpoint, experiment, export, trainer
+from metric_learning import train_elem, train_pair
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
+         "--samples_each_class", "4", "--display_iter_step", "1000", "--loader_threads", "1"]
+
+
+def elem_args(synthetic_root, save_dir, *extra):
+    return train_elem.parse_args(SMALL + ["--synthetic_root", synthetic_root, "--model_save_dir", str(save_dir)]
+                                 + list(extra))
+
+
+def weights_of(layer):
+    return {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+
+
+def test_classic_notebook_command_parses():
+    args = train_elem.parse_args(
+        "--model ResNet50_vd --embedding_size 128 --train_batch_size 256 --test_batch_size 50 "
+        "--image_shape 3,128,128 --class_dim 751 --lr 0.01 --lr_strategy piecewise_decay --lr_steps 5000,7000 "
+        "--total_iter_num 8000 --display_iter_step 10 --test_iter_step 1000 --save_iter_step 1000 "
+        "--use_gpu False --pretrained_model pretrained_model/ResNet50_vd_ssld_v2_pretrained "
+        "--model_save_dir save_elem_model --loss_name arcmargin --arc_scale 80.0 --arc_margin 0.15 "
+        "--arc_easy_margin False".split())
+    assert (args.model, args.embedding_size, args.image_shape, args.loss_name) == ("ResNet50_vd", 128, (3, 128, 128), "arcmargin")
+    assert (args.arc_scale, args.arc_margin, args.arc_easy_margin, args.use_gpu) == (80.0, 0.15, False, False)
+    assert experiment.parse_lr_steps(args.lr_steps, args.total_iter_num) == [5000, 7000]
+    pair = train_pair.parse_args("--model ResNet50_vd --embedding_size 128 --batch_size 80 --samples_each_class 4 "
+                                 "--loss_name npairs --npairs_reg_lambda 0.01 --margin 0.1 --lr 0.0001".split())
+    assert (pair.train_batch_size, pair.samples_each_class, pair.loss_name) == (80, 4, "npairs")
+
+
+@pytest.mark.parametrize("cwd", [ROOT, os.path.join(ROOT, "metric_learning")])
+def test_scripts_run_from_repo_root_and_from_package_dir(cwd):
+    script = "metric_learning/train_elem.py" if cwd == ROOT else "train_elem.py"
+    out = subprocess.run([sys.executable, script, "--help"], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--arc_margin" in out.stdout and "--samples_each_class" in out.stdout
+
+
+def test_wrong_class_dim_names_the_right_one(synthetic_root, tmp_path):
+    args = elem_args(synthetic_root, tmp_path, "--class_dim", "751")
+    with pytest.raises(experiment.ConfigError, match="has 60 classes; pass --class_dim 60"):
+        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+
+
+def test_learns_the_synthetic_set_far_above_untrained(synthetic_root, tmp_path):
+    """220 iterations (about 10 epochs of the synthetic train set) lift Rank-1 / mAP far above the untrained net.
+
+    Measured with this recipe: untrained mAP about 0.04, trained Rank-1 0.30 / mAP 0.23 (chance Rank-1: 0.017).
+    """
+    args = elem_args(synthetic_root, tmp_path, "--image_shape", "3,128,64", "--train_batch_size", "32",
+                     "--samples_each_class", "0", "--optimizer", "adam", "--lr", "0.003", "--lr_strategy", "constant",
+                     "--weight_decay", "0", "--erase_prob", "0.3", "--total_iter_num", "220")
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    untrained = run.evaluate_fn(run.net)
+    trained = run.fit()
+    assert untrained["mAP"] < 0.1
+    assert trained["mAP"] > untrained["mAP"] + 0.12
+    assert trained["rank1"] > untrained["rank1"] + 0.15
+    log = [json.loads(line) for line in open(os.path.join(tmp_path, args.model, "train_log.jsonl"))]
+    assert log[-1]["eval"]["mAP"] == pytest.approx(trained["mAP"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_path, monkeypatch):
+    import paddle
+
+    common = ("--total_iter_num", "6", "--save_iter_step", "3", "--lr", "0.05", "--lr_strategy", "cosine",
+              "--warmup_iter_num", "2", "--erase_prob", "0.5", "--test_iter_step", "100000")
+    quiet = lambda *_: None  # noqa: E731
+
+    def build(save_dir, *extra):  # each run in its own name scope, as run_training does
+        run = experiment.build_trainer(elem_args(synthetic_root, save_dir, *common, *extra),
+                                       train_elem.build_criterion, quiet)
+        run.evaluate_fn = None
+        return run
+
+    with paddle.utils.unique_name.guard():
+        straight = build(tmp_path / "a")
+        straight.fit()
+
+    with paddle.utils.unique_name.guard():
+        killed = build(tmp_path / "b")
+        real_step = killed.optimizer.step
+
+        def step_then_die():
+            real_step()
+            if killed.iteration == 4:  # dies during iteration 5, after the checkpoint at 3
+                raise Interrupt()
+
+        monkeypatch.setattr(killed.optimizer, "step", step_then_die)
+        with pytest.raises(Interrupt):
+            killed.fit()
+        monkeypatch.undo()
+
+    latest = os.path.join(tmp_path / "b", "MobileNetV3_small_x1_0", "latest")
+    assert os.path.basename(os.path.realpath(latest)) == "3"
+    with paddle.utils.unique_name.guard():
+        resumed = build(tmp_path / "b")
+        resumed.resume(latest)
+        assert resumed.iteration == 3
+        resumed.fit()
+    a, b = weights_of(straight.net), weights_of(resumed.net)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert resumed.optimizer.get_lr() == pytest.approx(straight.optimizer.get_lr())
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run.evaluate_fn = None
+    real_forward = run.criterion.forward
+
+    def poisoned(before, after, labels):
+        result = real_forward(before, after, labels)
+        if run.iteration >= 3:
+            result["loss"] = result["loss"] * float("nan")
+        return result
+
+    monkeypatch.setattr(run.criterion, "forward", poisoned)
+    with pytest.raises(trainer.TrainingDiverged, match=r"loss became nan at iteration 3.*Last good checkpoint: .*2"):
+        run.fit()
+    latest = os.path.join(tmp_path, args.model, "latest")
+    assert os.path.basename(os.path.realpath(latest)) == "2"
+    assert not os.path.exists(os.path.join(tmp_path, args.model, "4"))
+    state = checkpoint.read_training_state(latest)
+    assert state["trainer"]["iteration"] == 2
+    assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())
+
+
+def test_checkpoint_that_does_not_fit_is_a_clear_error(synthetic_root, tmp_path):
+    args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "1")
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run.evaluate_fn = None
+    run.fit()
+    other = elem_args(synthetic_root, tmp_path / "other", "--total_iter_num", "1", "--embedding_size", "64")
+    resumed = experiment.build_trainer(other, train_elem.build_criterion, log=lambda *_: None)
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
+        resumed.resume(os.path.join(tmp_path, args.model, "latest"))
+
+
+@pytest.mark.parametrize("input_name", sorted(export.INPUT_NAMES))
+def test_export_then_load_gives_the_eager_embeddings(synthetic_root, tmp_path, input_name):
+    args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "2")
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run.evaluate_fn = None
+    run.fit()
+    latest = os.path.join(tmp_path, args.model, "latest")
+    net = checkpoint.load_model_for_eval(latest)
+    prefix = str(tmp_path / "exported" / "reid")
+    config = export.export_inference_model(net, prefix, (3, 64, 32), input_name=input_name)
+    assert config["input_name"] == input_name and config["feature_dim"] == net.embedding_dim
+    batch = np.random.default_rng(0).normal(size=(5, 3, 64, 32)).astype("float32")
+    import paddle
+
+    eager = paddle.nn.functional.normalize(net(paddle.to_tensor(batch)), axis=1).numpy()
+    embedder = export.PredictorEmbedder(prefix)
+    assert embedder.predictor.get_input_names() == [input_name]
+    np.testing.assert_allclose(embedder(batch), eager, atol=1e-4)
+    with pytest.raises(ValueError, match=r"expects batches of shape \[N, 3, 64, 32\]"):
+        embedder(batch[:, :, :32])
+
+
+def test_list_file_training_evaluates_leave_one_out_recall(synthetic_root, tmp_path):
+    from metric_learning import listfile
+
+    counts = listfile.build_market_lists(synthetic_root, str(tmp_path / "lists"))
+    args = train_elem.parse_args(SMALL + ["--train_list", counts["train"]["path"], "--test_list", counts["test"]["path"],
+                                          "--image_root", synthetic_root, "--model_save_dir", str(tmp_path / "m"),
+                                          "--total_iter_num", "2", "--samples_each_class", "0"])
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    assert run.criterion.classification.weight.shape[0] == counts["train"]["classes"]
+    metrics = run.fit()
+    assert 0.0 <= metrics["recall@1"] <= 1.0
+    assert metrics["num_images"] == counts["test"]["images"]
+
+
+def test_train_list_without_image_root_names_the_flag(tmp_path):
+    args = train_elem.parse_args(["--train_list", str(tmp_path / "train.txt")])
+    with pytest.raises(experiment.ConfigError, match="--image_root"):
+        experiment.resolve_data(args)
