@@ -184,12 +184,7 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     net = tiny_net()
     net.eval()
     prefix = str(tmp_path / "inference" / "reid")
-    # Written here rather than with export.export_inference_model so this test exercises eval.py's side of
-    # the exported format (program + params + the .reid.json config) on its own.
-    paddle.jit.save(net, prefix, input_spec=[paddle.static.InputSpec([None] + list(IMAGE_SHAPE), "float32", "x")])
-    with open(prefix + export.CONFIG_SUFFIX, "w") as f:
-        json.dump({"input_name": "x", "input_shape": list(IMAGE_SHAPE), "mean": list(export.IMAGENET_MEAN),
-                   "std": list(export.IMAGENET_STD), "feature_dim": 12}, f)
+    export.export_inference_model(net, prefix, IMAGE_SHAPE, normalize=False)
     out = tmp_path / "m.json"
     result = eval_cli.main(["--inference_model", prefix, "--dataset_root", str(image_root), "--json", str(out),
                             "--save_features", str(tmp_path / "feats"), "--test_batch_size", "4"])
