@@ -1,0 +1,90 @@
+"""Write embeddings of images as .npy plus the matching name list (the files eval.py reads).
+
+    python metric_learning/infer.py --checkpoint output/MobileNetV2/latest --image_dir some/crops --output_dir feats
+    python metric_learning/infer.py --inference_model inference_model/reid --image_list crops.txt --name crops
+    python metric_learning/infer.py --checkpoint ... --dataset_root <market root> --output_dir feats   # query + gallery
+
+Row i of <name>.npy (float32 [N, D], L2-normalised unless --normalize False) is the image on line i of
+<name>.txt. With --dataset_root the query and gallery sets are written as query.npy/.txt and gallery.npy/.txt,
+ready for `eval.py --query_feats ... --gallery_feats ... --query_list ... --gallery_list ...`.
+"""
+import os
+import sys
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
+    sys.path[0] = os.path.dirname(_PKG_DIR)
+
+import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
+import numpy as np  # noqa: E402
+
+from metric_learning import evaluation, market, metrics, options  # noqa: E402
+from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.eval import load_embedder  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = options.new_parser(__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/<model>/latest)")
+    source.add_argument("--inference_model", help="an exported model prefix or directory (export_model.py)")
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument("--image_dir", help="embed every image in this folder (sorted by name)")
+    images.add_argument("--image_list", help="a text file with one image path per line (relative to --image_root)")
+    images.add_argument("--dataset_root", help="a Market-1501-style root: embed its query and gallery sets")
+    parser.add_argument("--image_root", default="", help="root of the relative paths in --image_list")
+    parser.add_argument("--name_pattern", default="market1501", help="file-name pattern for --dataset_root")
+    parser.add_argument("--output_dir", default="features", help="where <name>.npy and <name>.txt are written")
+    parser.add_argument("--name", default="images", help="base name of the output files (not for --dataset_root)")
+    parser.add_argument("--image_shape", type=parse_image_shape, default=None,
+                        help="C,H,W (default: the checkpoint's training shape or the exported model's input)")
+    parser.add_argument("--test_batch_size", type=int, default=64, help="images per batch")
+    parser.add_argument("--flip", type=str2bool, default=False, help="average with the mirrored image's embedding")
+    parser.add_argument("--normalize", type=str2bool, default=True, help="L2-normalise the embeddings")
+    parser.add_argument("--use_gpu", type=str2bool, default=False, help="run on the GPU when available")
+    args = parser.parse_args(argv)
+    args.model = args.embedding_size = None  # load_embedder compares these with the checkpoint's own
+    return args
+
+
+def read_image_list(list_path, root):
+    """``(absolute paths, names as written)`` of a one-path-per-line file; errors name the line."""
+    with open(list_path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError("%s lists no images (expected one image path per line)" % list_path)
+    return [os.path.join(root, name) for name in names], names
+
+
+def write_embeddings(directory, name, feats, names):
+    os.makedirs(directory, exist_ok=True)
+    np.save(os.path.join(directory, name + ".npy"), feats.astype(np.float32))
+    with open(os.path.join(directory, name + ".txt"), "w", encoding="utf-8") as f:
+        f.writelines(n + "\n" for n in names)
+    print("wrote %s.npy [%d x %d] and %s.txt" % (os.path.join(directory, name), feats.shape[0], feats.shape[1],
+                                                os.path.join(directory, name)))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    embed, image_shape, transform = load_embedder(args)
+    if args.dataset_root:
+        protocol = market.load_protocol(args.dataset_root, pattern=args.name_pattern)
+        jobs = [("query", [s.path for s in protocol.query]), ("gallery", [s.path for s in protocol.gallery])]
+        jobs = [(name, paths, [os.path.basename(p) for p in paths]) for name, paths in jobs]
+    elif args.image_dir:
+        names = market.list_images(args.image_dir)
+        if not names:
+            raise ValueError("--image_dir %s holds no images" % args.image_dir)
+        jobs = [(args.name, [os.path.join(args.image_dir, n) for n in names], names)]
+    else:
+        paths, names = read_image_list(args.image_list, args.image_root)
+        jobs = [(args.name, paths, names)]
+    for name, paths, names in jobs:
+        feats = evaluation.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
+                                            transform=transform)
+        write_embeddings(args.output_dir, name, metrics.l2_normalize(feats) if args.normalize else feats, names)
+
+
+if __name__ == "__main__":
+    run_cli(main)
