@@ -198,10 +198,7 @@ def build_trainer(args, build_criterion, log=print):
     if not args.use_gpu and args.fast_depthwise:
         from metric_learning import fastpath
 
-        replaced = fastpath.accelerate(net)
-        if replaced:
-            log("fast depthwise convolution: %d layers switched (--fast_depthwise False to keep Paddle's kernel)"
-                % len(replaced))
+        log("fast CPU path: %s (--fast_depthwise False keeps Paddle's kernels)" % (fastpath.accelerate(net),))
     criterion = build_criterion(args, net.embedding_dim, num_classes)
 
     batch_size = args.train_batch_size or getattr(args, "batch_size", 0)

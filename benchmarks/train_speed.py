@@ -1,0 +1,235 @@
+"""Training speed on CPU: images/s of one forward + backward + Momentum step, Paddle vs PyTorch.
+
+For each backbone and input size it times three set-ups, each in its own fresh
+process (so allocator state and imported libraries cannot leak between them),
+interleaved round by round so a busy machine slows all of them alike, and
+reports the median over rounds:
+
+* ``eager``:   plain PaddleClas network in eager mode (the previous baseline);
+* ``default``: the same network after ``fastpath.accelerate`` and
+  ``fastpath.keep_freed_memory`` (training applies ``accelerate`` by default,
+  ``--fast_depthwise``; it does not call ``keep_freed_memory`` yet);
+* ``torch``:   the same MobileNetV2 written in PyTorch (only when ``torch`` is
+  importable; a benchmark-only extra, ``pip install torch==2.13.0``).
+
+Every network is built with ``class_num=751``, i.e. backbone + global average
+pool + 751-way FC (MobileNetV3 / PP-LCNet keep their 1x1 "last conv" before
+the FC), trained with softmax cross entropy and Momentum(0.9) on random data.
+Threads: ``OMP_NUM_THREADS`` (default 2) and ``MKL_DEBUG_CPU_TYPE=5``.
+
+    python benchmarks/train_speed.py             # full table (slow: ~30 min on 2 cores)
+    python benchmarks/train_speed.py --quick     # MobileNetV2 at 128x64 only, fewer steps
+
+The last line reads ``MobileNetV2 128x64 paddle=<img/s> torch=<img/s> ratio=<paddle/torch>``.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["MobileNetV2", "MobileNetV3_large_x1_0", "MobileNetV3_small_x1_0", "GhostNet_x1_0",
+          "PPLCNet_x1_0", "ResNet50_vd"]
+SHAPES = ["128x64", "256x128"]
+CLASSES = 751
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated PaddleClas backbones")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated HxW input sizes")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--iters", type=int, default=5, help="timed steps per run (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per set-up; the median is reported")
+    parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "2"))
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--quick", action="store_true",
+                        help="MobileNetV2 at 128x64 only, 3 steps, 1 round (a smoke run)")
+    parser.add_argument("--worker", nargs=3, metavar=("SETUP", "MODEL", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.shapes, args.iters, args.warmup, args.rounds = "MobileNetV2", "128x64", 3, 1, 1
+    return args
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _time_steps(step, warmup, iters):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def paddle_worker(setup, model, height, width, args):
+    sys.path.insert(0, ROOT)
+    import metric_learning  # noqa: F401  (sets thread/MKL defaults before paddle loads)
+    from metric_learning import fastpath
+    import paddle
+    import paddle.nn.functional as F
+    from paddleclas.ppcls.arch import backbone
+
+    if setup == "default":
+        fastpath.keep_freed_memory()
+    paddle.seed(0)
+    net = getattr(backbone, model)(class_num=CLASSES)
+    if setup == "default":
+        fastpath.accelerate(net)
+    net.train()
+    opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=net.parameters())
+    images = paddle.randn([args.batch, 3, height, width])
+    labels = paddle.randint(0, CLASSES, [args.batch])
+
+    def step():
+        loss = F.cross_entropy(net(images), labels)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        float(loss)
+
+    return _time_steps(step, args.warmup, args.iters)
+
+
+def torch_mobilenet_v2(classes):
+    """PaddleClas' MobileNetV2 (its t=1 first block keeps the 1x1 expand conv) in PyTorch."""
+    from torch import nn
+
+    def conv_bn(cin, cout, kernel, stride=1, groups=1, relu6=True):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                  nn.BatchNorm2d(cout)]
+        return nn.Sequential(*layers, nn.ReLU6()) if relu6 else nn.Sequential(*layers)
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            self.body = nn.Sequential(conv_bn(cin, hidden, 1), conv_bn(hidden, hidden, 3, stride, hidden),
+                                      conv_bn(hidden, cout, 1, relu6=False))
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.body(x) if self.residual else self.body(x)
+
+    class MobileNetV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, cin = [conv_bn(3, 32, 3, 2)], 32
+            for expand, cout, repeats, stride in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                                  (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+                for i in range(repeats):
+                    layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                    cin = cout
+            self.features = nn.Sequential(*layers, conv_bn(cin, 1280, 1))
+            self.fc = nn.Linear(1280, classes)
+
+        def forward(self, x):
+            return self.fc(self.features(x).mean((2, 3)))
+
+    return MobileNetV2()
+
+
+def torch_worker(model, height, width, args):
+    import torch
+    import torch.nn.functional as F
+
+    if model != "MobileNetV2":
+        raise ValueError("the PyTorch column exists for MobileNetV2 only, not %s" % model)
+    torch.manual_seed(0)
+    net = torch_mobilenet_v2(CLASSES).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(args.batch, 3, height, width)
+    labels = torch.randint(0, CLASSES, (args.batch,))
+
+    def step():
+        loss = F.cross_entropy(net(images), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        float(loss.detach())
+
+    return _time_steps(step, args.warmup, args.iters)
+
+
+def run_worker(args):
+    setup, model, shape = args.worker
+    height, width = (int(v) for v in shape.split("x"))
+    if setup == "torch":
+        seconds = torch_worker(model, height, width, args)
+    else:
+        seconds = paddle_worker(setup, model, height, width, args)
+    print(json.dumps({"images_per_s": args.batch / seconds}))
+
+
+# ----------------------------------------------------------------------------- driver
+
+def measure(setup, model, shape, args):
+    """images/s of one set-up, measured in a fresh process; None if that process failed."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_DEBUG_CPU_TYPE="5",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", setup, model, shape,
+           "--batch", str(args.batch), "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if run.returncode != 0:
+        sys.stderr.write("%s %s %s failed:\n%s\n" % (setup, model, shape, run.stderr[-2000:]))
+        return None
+    return json.loads(run.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def _fmt(value, spec="%.1f"):
+    return "n/a" if value is None else spec % value
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    models = [m for m in args.models.split(",") if m]
+    shapes = [s for s in args.shapes.split(",") if s]
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    setups = ["eager", "default"]
+    cells = [(model, shape) for model in models for shape in shapes]
+    results = {(cell, setup): [] for cell in cells for setup in setups + ["torch"]}
+    for _ in range(args.rounds):
+        for cell in cells:
+            todo = setups + (["torch"] if with_torch and cell[0] == "MobileNetV2" else [])
+            for setup in todo:
+                value = measure(setup, cell[0], cell[1], args)
+                if value is not None:
+                    results[(cell, setup)].append(value)
+
+    def median(cell, setup):
+        values = results.get((cell, setup))
+        return statistics.median(values) if values else None
+
+    print("Training images/s, batch %d, %s threads, median of %d round(s) x %d steps" % (
+        args.batch, args.threads, args.rounds, args.iters))
+    header = "%-24s %-8s %10s %10s %8s %10s %12s" % (
+        "model", "input", "eager", "default", "speedup", "torch", "default/torch")
+    print(header)
+    print("-" * len(header))
+    for cell in cells:
+        eager, default, torch_speed = (median(cell, s) for s in ("eager", "default", "torch"))
+        print("%-24s %-8s %10s %10s %8s %10s %12s" % (
+            cell[0], cell[1], _fmt(eager), _fmt(default), _fmt(_ratio(default, eager), "%.2fx"),
+            _fmt(torch_speed), _fmt(_ratio(default, torch_speed), "%.2f")))
+    key = ("MobileNetV2", "128x64")
+    paddle_speed, torch_speed = median(key, "default"), median(key, "torch")
+    print("MobileNetV2 128x64 paddle=%s torch=%s ratio=%s" % (
+        _fmt(paddle_speed), _fmt(torch_speed), _fmt(_ratio(paddle_speed, torch_speed), "%.2f")))
+
+
+if __name__ == "__main__":
+    main()
