@@ -214,6 +214,7 @@ def build_trainer(args, build_criterion, log=print):
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,
                     loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
-    stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads)
+    stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads,
+                         prefetch=run.prefetch_batches)
     return Trainer(net, criterion, optimizer, scheduler, stream, run, evaluate_fn=build_evaluator(args, spec, log),
                    log=log)
