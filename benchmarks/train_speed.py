@@ -1,20 +1,22 @@
 """Training speed on CPU: images/s of one forward + backward + Momentum step, Paddle vs PyTorch.
 
-For each backbone and input size it times three set-ups, each in its own fresh
+For each backbone and input size it times each set-up in its own fresh
 process (so allocator state and imported libraries cannot leak between them),
 interleaved round by round so a busy machine slows all of them alike, and
 reports the median over rounds:
 
 * ``eager``:   plain PaddleClas network in eager mode (the previous baseline);
 * ``default``: the same network after ``fastpath.accelerate`` and
-  ``fastpath.keep_freed_memory`` (training applies ``accelerate`` by default,
-  ``--fast_depthwise``; it does not call ``keep_freed_memory`` yet);
+  ``fastpath.keep_freed_memory``, as training runs it (``--fast_depthwise True``,
+  the default);
+* ``frozen``:  ``default`` with the first ``--freeze_stages`` stages frozen
+  (``train_elem.py --freeze_stages``: no backward pass through them);
 * ``torch``:   the same MobileNetV2 written in PyTorch (only when ``torch`` is
   importable; a benchmark-only extra, ``pip install torch==2.13.0``).
 
-Every network is built with ``class_num=751``, i.e. backbone + global average
-pool + 751-way FC (MobileNetV3 / PP-LCNet keep their 1x1 "last conv" before
-the FC), trained with softmax cross entropy and Momentum(0.9) on random data.
+Every network is the backbone as ReIDNet cuts it (``build_backbone``, last stride
+2 as in ImageNet training) + global average pool + 751-way FC, trained with
+softmax cross entropy and Momentum(0.9) on random data.
 Threads: ``OMP_NUM_THREADS`` (default 2) and ``MKL_DEBUG_CPU_TYPE=5``.
 
     python benchmarks/train_speed.py             # full table (slow: ~30 min on 2 cores)
@@ -47,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per set-up; the median is reported")
     parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "2"))
+    parser.add_argument("--freeze_stages", type=int, default=3,
+                        help="stages frozen in the 'frozen' column (train_elem.py --freeze_stages); 0 drops it")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--quick", action="store_true",
                         help="MobileNetV2 at 128x64 only, 3 steps, 1 round (a smoke run)")
@@ -74,18 +78,22 @@ def paddle_worker(setup, model, height, width, args):
     sys.path.insert(0, ROOT)
     import metric_learning  # noqa: F401  (sets thread/MKL defaults before paddle loads)
     from metric_learning import fastpath
+    from metric_learning.backbones import build_backbone, freeze_stages
     import paddle
     import paddle.nn.functional as F
-    from paddleclas.ppcls.arch import backbone
 
-    if setup == "default":
-        fastpath.keep_freed_memory()
     paddle.seed(0)
-    net = getattr(backbone, model)(class_num=CLASSES)
-    if setup == "default":
-        fastpath.accelerate(net)
+    trunk = build_backbone(model, last_stride=2)
+    if setup == "frozen":
+        freeze_stages(trunk, args.freeze_stages)
+    if setup != "eager":
+        fastpath.accelerate(trunk)
+        fastpath.keep_freed_memory()
+    net = paddle.nn.Sequential(trunk, paddle.nn.AdaptiveAvgPool2D(1), paddle.nn.Flatten(),
+                               paddle.nn.Linear(trunk.out_channels, CLASSES))
     net.train()
-    opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=net.parameters())
+    opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9,
+                                    parameters=[p for p in net.parameters() if not p.stop_gradient])
     images = paddle.randn([args.batch, 3, height, width])
     labels = paddle.randint(0, CLASSES, [args.batch])
 
@@ -199,7 +207,7 @@ def main(argv=None):
     models = [m for m in args.models.split(",") if m]
     shapes = [s for s in args.shapes.split(",") if s]
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
-    setups = ["eager", "default"]
+    setups = ["eager", "default"] + (["frozen"] if args.freeze_stages else [])
     cells = [(model, shape) for model in models for shape in shapes]
     results = {(cell, setup): [] for cell in cells for setup in setups + ["torch"]}
     for _ in range(args.rounds):
@@ -216,15 +224,16 @@ def main(argv=None):
 
     print("Training images/s, batch %d, %s threads, median of %d round(s) x %d steps" % (
         args.batch, args.threads, args.rounds, args.iters))
-    header = "%-24s %-8s %10s %10s %8s %10s %12s" % (
-        "model", "input", "eager", "default", "speedup", "torch", "default/torch")
+    row = "%-24s %-8s %10s %10s %8s %10s %12s %10s"
+    header = row % ("model", "input", "eager", "default", "speedup", "torch", "default/torch",
+                    "frozen %d" % args.freeze_stages if args.freeze_stages else "")
     print(header)
     print("-" * len(header))
     for cell in cells:
-        eager, default, torch_speed = (median(cell, s) for s in ("eager", "default", "torch"))
-        print("%-24s %-8s %10s %10s %8s %10s %12s" % (
-            cell[0], cell[1], _fmt(eager), _fmt(default), _fmt(_ratio(default, eager), "%.2fx"),
-            _fmt(torch_speed), _fmt(_ratio(default, torch_speed), "%.2f")))
+        eager, default, torch_speed, frozen = (median(cell, s) for s in ("eager", "default", "torch", "frozen"))
+        print(row % (cell[0], cell[1], _fmt(eager), _fmt(default), _fmt(_ratio(default, eager), "%.2fx"),
+                     _fmt(torch_speed), _fmt(_ratio(default, torch_speed), "%.2f"),
+                     _fmt(frozen) if args.freeze_stages else ""))
     key = ("MobileNetV2", "128x64")
     paddle_speed, torch_speed = median(key, "default"), median(key, "torch")
     print("MobileNetV2 128x64 paddle=%s torch=%s ratio=%s" % (

@@ -8,7 +8,9 @@ its ``.pdparams`` files load by name. Then it
    after the pool, dropout, classifier), so the classifier weights are not trained,
    saved or exported as dead weight;
 2. replaces ``forward`` with the trunk up to the last feature map, returning
-   ``[N, out_channels, h, w]``: pooling is the ReID head's job (average or GeM);
+   ``[N, out_channels, h, w]``: pooling is the ReID head's job (average or GeM).
+   The trunk is an ordered list of units (``net.trunk_units``) applied in turn; its
+   first stages can be frozen for cheaper training (``freeze_stages``);
 3. optionally sets the stride of the last down-sampling stage to 1
    (``last_stride=1``, Luo et al., "Bag of Tricks and A Strong Baseline for Deep
    Person Re-identification", CVPRW 2019): twice the spatial resolution of the
@@ -36,6 +38,7 @@ Where the embedding is taken from (the cut point), per backbone:
 import types
 from collections import namedtuple
 
+import numpy as np
 import paddle
 from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
                                             MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
@@ -57,11 +60,8 @@ def _build_resnet50_vd(last_stride):
     return ResNet50_vd(stride_list=[2, 2, 2, 2, last_stride])
 
 
-def _resnet_trunk(self, x):
-    x = self.stem(x)
-    if self.max_pool:
-        x = self.max_pool(x)
-    return self.blocks(x)
+def _resnet_units(net):
+    return [net.stem] + ([net.max_pool] if net.max_pool else []) + list(net.blocks)
 
 
 _RESNET_BRANCH = {"conv0": "branch2a", "conv1": "branch2b", "conv2": "branch2c", "short": "branch1"}
@@ -100,8 +100,8 @@ def _build_mobilenet_v3(factory, last_down_block):
     return build
 
 
-def _mobilenet_v3_trunk(self, x):
-    return self.last_second_conv(self.blocks(self.conv(x)))
+def _mobilenet_v3_units(net):
+    return [net.conv] + list(net.blocks) + [net.last_second_conv]
 
 
 _MOBILENET_V3_UNIT = {"expand_conv": "expand", "bottleneck_conv": "depthwise", "linear_conv": "linear",
@@ -144,11 +144,8 @@ def _build_mobilenet_v2(last_stride):
     return net
 
 
-def _mobilenet_v2_trunk(self, x):
-    y = self.conv1(x, if_act=True)
-    for block in self.block_list:
-        y = block(y)
-    return self.conv9(y, if_act=True)
+def _mobilenet_v2_units(net):
+    return [net.conv1] + list(net.block_list) + [net.conv9]  # conv1 / conv9 apply ReLU6 by default
 
 
 def _build_ghostnet(last_stride):
@@ -161,11 +158,8 @@ def _build_ghostnet(last_stride):
     return net
 
 
-def _ghostnet_trunk(self, x):
-    x = self.conv1(x)
-    for block in self.ghost_bottleneck_list:
-        x = block(x)
-    return self.conv_last(x)
+def _ghostnet_units(net):
+    return [net.conv1] + list(net.ghost_bottleneck_list) + [net.conv_last]
 
 
 def _explicit_param_names(net):
@@ -186,11 +180,9 @@ def _build_pplcnet(last_stride):
     return net
 
 
-def _pplcnet_trunk(self, x):
-    x = self.conv1(x)
-    for stage in (self.blocks2, self.blocks3, self.blocks4, self.blocks5, self.blocks6):
-        x = stage(x)
-    return x
+def _pplcnet_units(net):
+    return [net.conv1] + [block for stage in (net.blocks2, net.blocks3, net.blocks4, net.blocks5, net.blocks6)
+                          for block in stage]
 
 
 def _no_legacy_names(net):
@@ -200,24 +192,79 @@ def _no_legacy_names(net):
 
 # -----------------------------------------------------------------------------------
 
-_Spec = namedtuple("_Spec", "build trunk head out_channels legacy_names")
+_Spec = namedtuple("_Spec", "build units head out_channels legacy_names")
 
 BACKBONES = {
-    "ResNet50_vd": _Spec(_build_resnet50_vd, _resnet_trunk, ("avg_pool", "flatten", "fc"), 2048,
+    "ResNet50_vd": _Spec(_build_resnet50_vd, _resnet_units, ("avg_pool", "flatten", "fc"), 2048,
                          _resnet_vd_legacy_names),
-    "GhostNet_x1_0": _Spec(_build_ghostnet, _ghostnet_trunk, ("pool2d_gap", "fc_0", "dropout", "fc_1"), 960,
+    "GhostNet_x1_0": _Spec(_build_ghostnet, _ghostnet_units, ("pool2d_gap", "fc_0", "dropout", "fc_1"), 960,
                            _explicit_param_names),
-    "MobileNetV3_large_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_large_x1_0, 12), _mobilenet_v3_trunk,
+    "MobileNetV3_large_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_large_x1_0, 12), _mobilenet_v3_units,
                                     ("avg_pool", "last_conv", "hardswish", "dropout", "flatten", "fc"), 960,
                                     _mobilenet_v3_legacy_names),
-    "MobileNetV3_small_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_small_x1_0, 8), _mobilenet_v3_trunk,
+    "MobileNetV3_small_x1_0": _Spec(_build_mobilenet_v3(MobileNetV3_small_x1_0, 8), _mobilenet_v3_units,
                                     ("avg_pool", "last_conv", "hardswish", "dropout", "flatten", "fc"), 576,
                                     _mobilenet_v3_legacy_names),
-    "MobileNetV2": _Spec(_build_mobilenet_v2, _mobilenet_v2_trunk, ("pool2d_avg", "out"), 1280,
+    "MobileNetV2": _Spec(_build_mobilenet_v2, _mobilenet_v2_units, ("pool2d_avg", "out"), 1280,
                          _explicit_param_names),
-    "PPLCNet_x1_0": _Spec(_build_pplcnet, _pplcnet_trunk, ("avg_pool", "last_conv", "act", "dropout", "flatten", "fc"),
+    "PPLCNet_x1_0": _Spec(_build_pplcnet, _pplcnet_units, ("avg_pool", "last_conv", "act", "dropout", "flatten", "fc"),
                           512, _no_legacy_names),
 }
+
+
+def _trunk_forward(self, x):
+    frozen = self.trunk_units[:self.num_frozen_units]
+    if frozen:
+        # Frozen units run as at inference: no autograd graph is recorded (the saving
+        # that makes freezing cheap), and their BNs use the ImageNet running statistics
+        # however often a trainer calls train() on the whole network.
+        for layer in self.frozen_layers:
+            layer.training = False
+        with paddle.no_grad():
+            for unit in frozen:
+                x = unit(x)
+    for unit in self.trunk_units[len(frozen):]:
+        x = unit(x)
+    return x
+
+
+def trunk_stages(net, probe_hw=(64, 32)):
+    """The backbone's units grouped into stages: stage k (1-based) holds the units whose
+    output map has the k-th resolution reached, i.e. output stride 2^k for these
+    networks (with ``last_stride=1`` the last two merge). Found by probing a
+    ``probe_hw`` input, so it follows the network as built, strides included."""
+    stages, size = [], None
+    was_training = [(layer, layer.training) for layer in [net] + net.sublayers()]
+    net.eval()
+    x = paddle.zeros([1, 3] + list(probe_hw))
+    with paddle.no_grad():
+        for unit in net.trunk_units:
+            x = unit(x)
+            if tuple(x.shape[2:]) != size:
+                size = tuple(x.shape[2:])
+                stages.append([])
+            stages[-1].append(unit)
+    for layer, training in was_training:
+        layer.training = training
+    return stages
+
+
+def freeze_stages(net, num_stages):
+    """Freeze the first ``num_stages`` stages of backbone ``net`` (see ``trunk_stages``):
+    their parameters get no gradients and are not updated, their BN statistics stay
+    as loaded, and no backward pass runs through them. Returns the frozen parameter count."""
+    stages = trunk_stages(net)
+    if not 0 <= num_stages < len(stages):
+        raise ValueError("--freeze_stages %d: %s (last_stride %d) has %d stages; freeze 0 to %d of them "
+                         "(freezing all would leave no backbone to train)"
+                         % (num_stages, net.backbone_name, net.last_stride, len(stages), len(stages) - 1))
+    frozen = [unit for stage in stages[:num_stages] for unit in stage]
+    net.num_frozen_units = len(frozen)
+    net.frozen_layers = [layer for unit in frozen for layer in [unit] + unit.sublayers()]
+    params = [p for unit in frozen for p in unit.parameters()]
+    for param in params:
+        param.stop_gradient = True
+    return sum(int(np.prod(p.shape)) for p in params)
 
 
 def backbone_names():
@@ -245,7 +292,9 @@ def build_backbone(name, last_stride=1, pretrained=None):
         net = spec.build(last_stride)
     for head_layer in spec.head:
         delattr(net, head_layer)
-    net.forward = types.MethodType(spec.trunk, net)
+    net.trunk_units = spec.units(net)
+    net.num_frozen_units = 0
+    net.forward = types.MethodType(_trunk_forward, net)
     net.backbone_name = name
     net.out_channels = spec.out_channels
     net.last_stride = last_stride

@@ -195,10 +195,17 @@ def build_trainer(args, build_criterion, log=print):
                       last_stride=args.last_stride)
     if args.pretrained_model and not args.checkpoint:
         weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
+    if args.freeze_stages:
+        from metric_learning.backbones import freeze_stages
+
+        frozen = freeze_stages(net.backbone, args.freeze_stages)
+        log("froze the first %d backbone stages: %d parameters" % (args.freeze_stages, frozen))
     if not args.use_gpu and args.fast_depthwise:
         from metric_learning import fastpath
 
         log("fast CPU path: %s (--fast_depthwise False keeps Paddle's kernels)" % (fastpath.accelerate(net),))
+        if fastpath.keep_freed_memory():
+            log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
     criterion = build_criterion(args, net.embedding_dim, num_classes)
 
     batch_size = args.train_batch_size or getattr(args, "batch_size", 0)
@@ -209,7 +216,8 @@ def build_trainer(args, build_criterion, log=print):
         sampler = samplers.RandomBatchSampler(len(dataset), batch_size, seed=args.seed, rank=rank,
                                               world_size=world_size)
     scheduler = build_scheduler(args)
-    optimizer = build_optimizer(args, net.parameters() + criterion.parameters(), scheduler)
+    trainable = [p for p in net.parameters() + criterion.parameters() if not p.stop_gradient]
+    optimizer = build_optimizer(args, trainable, scheduler)
     run = RunConfig(total_iter_num=args.total_iter_num, model_save_dir=args.model_save_dir, run_name=args.model,
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,

@@ -90,6 +90,10 @@ def add_train_args(parser, pair):
     group.add_argument("--pretrained_model", default=None,
                        help="initial weights: a PaddleClas .pdparams, a Paddle 1.x parameter directory, or a "
                             "paddle-reid checkpoint (what no longer fits is reported and skipped)")
+    group.add_argument("--freeze_stages", type=int, default=0,
+                       help="cheaper training, changes the result: the first N backbone stages (stage k runs at "
+                            "output stride 2^k) keep their loaded weights and BN statistics and get no backward "
+                            "pass; pass the same value when resuming")
     group.add_argument("--checkpoint", default=None,
                        help="resume exactly from a checkpoint directory (weights, optimiser, LR schedule, "
                             "iteration, sampler)")

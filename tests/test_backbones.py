@@ -4,7 +4,7 @@ import paddle
 import pytest
 
 import paddleclas.ppcls.arch.backbone as paddleclas_backbones
-from metric_learning.backbones import BACKBONES, backbone_names, build_backbone
+from metric_learning.backbones import BACKBONES, backbone_names, build_backbone, freeze_stages, trunk_stages
 
 EXPECTED_CHANNELS = {"ResNet50_vd": 2048, "GhostNet_x1_0": 960, "MobileNetV3_large_x1_0": 960,
                      "MobileNetV3_small_x1_0": 576, "MobileNetV2": 1280, "PPLCNet_x1_0": 512}
@@ -118,3 +118,48 @@ def test_legacy_names_follow_the_paddle1_sources():
     assert mnv2["conv2._first_block._expand_conv._conv.weight"] == "conv2_1_expand_weights"
     assert mnv2["conv3.conv3_2._bottleneck_conv._batch_norm._variance"] == "conv3_2_dwise_bn_variance"
     assert build_backbone("PPLCNet_x1_0").legacy_param_names == {}
+
+
+def test_stages_group_units_by_output_resolution():
+    net = build_backbone("MobileNetV2", last_stride=2)
+    stages = trunk_stages(net)
+    # conv1 + the c=16 blocks at 1/2, c=24 at 1/4, c=32 at 1/8, c=64,96 at 1/16, c=160,320 + conv9 at 1/32
+    assert [len(stage) for stage in stages] == [2, 1, 1, 2, 3]
+    assert sum(stages, []) == net.trunk_units
+    # last stride 1 keeps the c=160 stage at 1/16, so it joins the previous stage
+    assert [len(stage) for stage in trunk_stages(build_backbone("MobileNetV2", last_stride=1))] == [2, 1, 1, 5]
+
+
+def test_frozen_stages_keep_weights_and_statistics_and_the_rest_trains():
+    paddle.seed(1)
+    net = build_backbone("MobileNetV3_small_x1_0", last_stride=1)
+    frozen_units = sum(trunk_stages(net)[:2], [])
+    frozen_tensors = {id(t) for unit in frozen_units for t in unit.state_dict().values()}
+    assert freeze_stages(net, 2) == sum(int(np.prod(p.shape)) for u in frozen_units for p in u.parameters()) > 0
+    state = net.state_dict()
+    frozen_keys = {key for key, tensor in state.items() if id(tensor) in frozen_tensors}
+    assert len(frozen_keys) == sum(len(unit.state_dict()) for unit in frozen_units) >= 8
+    before = {key: tensor.numpy().copy() for key, tensor in state.items()}
+
+    net.train()
+    opt = paddle.optimizer.Momentum(0.1, parameters=[p for p in net.parameters() if not p.stop_gradient],
+                                    weight_decay=1e-2)
+    for step in range(2):
+        net(_input(step, shape=(4, 3, 64, 32))).mean().backward()
+        opt.step()
+        opt.clear_grad()
+    after = net.state_dict()
+    for key in frozen_keys:   # weights and BN running statistics alike
+        np.testing.assert_array_equal(after[key].numpy(), before[key], err_msg=key)
+    trained = set(after) - frozen_keys
+    changed = [key for key in trained if not np.array_equal(after[key].numpy(), before[key])]
+    assert len(changed) > 0.9 * len(trained)
+    # net.train() switched every layer to training; the frozen ones went back to inference
+    assert not any(layer.training for unit in frozen_units for layer in [unit] + unit.sublayers())
+    assert all(layer.training for unit in net.trunk_units[len(frozen_units):] for layer in unit.sublayers())
+
+
+def test_freezing_every_stage_is_refused_with_the_flag_name():
+    net = build_backbone("MobileNetV2", last_stride=1)
+    with pytest.raises(ValueError, match=r"--freeze_stages 4: MobileNetV2 \(last_stride 1\) has 4 stages"):
+        freeze_stages(net, 4)
