@@ -11,6 +11,8 @@ reports the median over rounds:
   the default);
 * ``frozen``:  ``default`` with the first ``--freeze_stages`` stages frozen
   (``train_elem.py --freeze_stages``: no backward pass through them);
+* ``cached``:  ``frozen`` starting from the frozen stages' stored output
+  (``--cache_frozen True``: no forward pass through them either);
 * ``torch``:   the same MobileNetV2 written in PyTorch (only when ``torch`` is
   importable; a benchmark-only extra, ``pip install torch==2.13.0``).
 
@@ -84,8 +86,14 @@ def paddle_worker(setup, model, height, width, args):
 
     paddle.seed(0)
     trunk = build_backbone(model, last_stride=2)
-    if setup == "frozen":
+    images = paddle.randn([args.batch, 3, height, width])
+    if setup in ("frozen", "cached"):
         freeze_stages(trunk, args.freeze_stages)
+    if setup == "cached":   # the step starts from the frozen stages' output, as with --cache_frozen
+        with paddle.no_grad():
+            for unit in trunk.trunk_units[:trunk.num_frozen_units]:
+                images = unit(images)
+        trunk.frozen_outputs_cached = True
     if setup != "eager":
         fastpath.accelerate(trunk)
         fastpath.keep_freed_memory()
@@ -94,7 +102,6 @@ def paddle_worker(setup, model, height, width, args):
     net.train()
     opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9,
                                     parameters=[p for p in net.parameters() if not p.stop_gradient])
-    images = paddle.randn([args.batch, 3, height, width])
     labels = paddle.randint(0, CLASSES, [args.batch])
 
     def step():
@@ -207,7 +214,7 @@ def main(argv=None):
     models = [m for m in args.models.split(",") if m]
     shapes = [s for s in args.shapes.split(",") if s]
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
-    setups = ["eager", "default"] + (["frozen"] if args.freeze_stages else [])
+    setups = ["eager", "default"] + (["frozen", "cached"] if args.freeze_stages else [])
     cells = [(model, shape) for model in models for shape in shapes]
     results = {(cell, setup): [] for cell in cells for setup in setups + ["torch"]}
     for _ in range(args.rounds):
@@ -224,16 +231,17 @@ def main(argv=None):
 
     print("Training images/s, batch %d, %s threads, median of %d round(s) x %d steps" % (
         args.batch, args.threads, args.rounds, args.iters))
-    row = "%-24s %-8s %10s %10s %8s %10s %12s %10s"
+    row = "%-24s %-8s %10s %10s %8s %10s %12s %10s %10s"
     header = row % ("model", "input", "eager", "default", "speedup", "torch", "default/torch",
-                    "frozen %d" % args.freeze_stages if args.freeze_stages else "")
+                    *(("frozen %d" % args.freeze_stages, "cached") if args.freeze_stages else ("", "")))
     print(header)
     print("-" * len(header))
     for cell in cells:
-        eager, default, torch_speed, frozen = (median(cell, s) for s in ("eager", "default", "torch", "frozen"))
+        eager, default, torch_speed, frozen, cached = (
+            median(cell, s) for s in ("eager", "default", "torch", "frozen", "cached"))
         print(row % (cell[0], cell[1], _fmt(eager), _fmt(default), _fmt(_ratio(default, eager), "%.2fx"),
                      _fmt(torch_speed), _fmt(_ratio(default, torch_speed), "%.2f"),
-                     _fmt(frozen) if args.freeze_stages else ""))
+                     *((_fmt(frozen), _fmt(cached)) if args.freeze_stages else ("", ""))))
     key = ("MobileNetV2", "128x64")
     paddle_speed, torch_speed = median(key, "default"), median(key, "torch")
     print("MobileNetV2 128x64 paddle=%s torch=%s ratio=%s" % (

@@ -213,17 +213,18 @@ BACKBONES = {
 
 
 def _trunk_forward(self, x):
-    frozen = self.trunk_units[:self.num_frozen_units]
-    if frozen:
+    frozen = self.num_frozen_units
+    if frozen and not (self.training and self.frozen_outputs_cached):
         # Frozen units run as at inference: no autograd graph is recorded (the saving
         # that makes freezing cheap), and their BNs use the ImageNet running statistics
         # however often a trainer calls train() on the whole network.
         for layer in self.frozen_layers:
             layer.training = False
         with paddle.no_grad():
-            for unit in frozen:
+            for unit in self.trunk_units[:frozen]:
                 x = unit(x)
-    for unit in self.trunk_units[len(frozen):]:
+    # (otherwise x already is the frozen units' output: training from metric_learning.frozen_cache)
+    for unit in self.trunk_units[frozen:]:
         x = unit(x)
     return x
 
@@ -234,8 +235,10 @@ def trunk_stages(net, probe_hw=(64, 32)):
     networks (with ``last_stride=1`` the last two merge). Found by probing a
     ``probe_hw`` input, so it follows the network as built, strides included."""
     stages, size = [], None
-    was_training = [(layer, layer.training) for layer in [net] + net.sublayers()]
-    net.eval()
+    layers = [net] + net.sublayers()
+    was_training = [layer.training for layer in layers]
+    for layer in layers:   # inference mode without Layer.eval(), which also switches Paddle's global tracer
+        layer.training = False
     x = paddle.zeros([1, 3] + list(probe_hw))
     with paddle.no_grad():
         for unit in net.trunk_units:
@@ -244,7 +247,7 @@ def trunk_stages(net, probe_hw=(64, 32)):
                 size = tuple(x.shape[2:])
                 stages.append([])
             stages[-1].append(unit)
-    for layer, training in was_training:
+    for layer, training in zip(layers, was_training):
         layer.training = training
     return stages
 
@@ -294,6 +297,7 @@ def build_backbone(name, last_stride=1, pretrained=None):
         delattr(net, head_layer)
     net.trunk_units = spec.units(net)
     net.num_frozen_units = 0
+    net.frozen_outputs_cached = False
     net.forward = types.MethodType(_trunk_forward, net)
     net.backbone_name = name
     net.out_channels = spec.out_channels

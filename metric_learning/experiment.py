@@ -222,6 +222,19 @@ def build_trainer(args, build_criterion, log=print):
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,
                     loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
+    if args.cache_frozen:
+        from metric_learning.frozen_cache import FrozenOutputCache
+
+        if not args.freeze_stages or args.pad or args.erase_prob:
+            raise ValueError("--cache_frozen True needs --freeze_stages N > 0, --pad 0 and --erase_prob 0 "
+                             "(pad + crop and erasing change the frozen stages' input at every visit); got "
+                             "--freeze_stages %d --pad %d --erase_prob %g" % (args.freeze_stages, args.pad,
+                                                                           args.erase_prob))
+        if args.checkpoint:  # resuming: the frozen stages hold the checkpoint's weights, not fresh ones
+            weights.load_weights(net, pretrained_weights_file(args.checkpoint))
+        cache = FrozenOutputCache(dataset, transforms.build_transforms(args.image_shape, train=False),
+                                  net.backbone, flip_prob=args.flip_prob, batch_size=args.test_batch_size, log=log)
+        dataset = transform = cache
     stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads,
                          prefetch=run.prefetch_batches)
     return Trainer(net, criterion, optimizer, scheduler, stream, run, evaluate_fn=build_evaluator(args, spec, log),

@@ -94,6 +94,9 @@ def add_train_args(parser, pair):
                        help="cheaper training, changes the result: the first N backbone stages (stage k runs at "
                             "output stride 2^k) keep their loaded weights and BN statistics and get no backward "
                             "pass; pass the same value when resuming")
+    group.add_argument("--cache_frozen", type=str2bool, default=False,
+                       help="with --freeze_stages: compute the frozen stages' output of every training image and "
+                            "its mirror image once, then train from memory (needs --pad 0 --erase_prob 0)")
     group.add_argument("--checkpoint", default=None,
                        help="resume exactly from a checkpoint directory (weights, optimiser, LR schedule, "
                             "iteration, sampler)")

@@ -216,3 +216,33 @@ def test_train_list_without_image_root_names_the_flag(tmp_path):
     args = train_elem.parse_args(["--train_list", str(tmp_path / "train.txt")])
     with pytest.raises(experiment.ConfigError, match="--image_root"):
         experiment.resolve_data(args)
+
+
+def test_training_from_cached_frozen_outputs_equals_running_the_frozen_stages(synthetic_root, tmp_path):
+    import paddle
+
+    common = ("--total_iter_num", "3", "--lr", "0.05", "--freeze_stages", "2", "--pad", "0", "--erase_prob", "0",
+              "--flip_prob", "0.5", "--test_iter_step", "100000")
+    runs = []
+    for cached in ("False", "True"):
+        with paddle.utils.unique_name.guard():
+            run = experiment.build_trainer(elem_args(synthetic_root, tmp_path / cached, *common,
+                                                     "--cache_frozen", cached),
+                                           train_elem.build_criterion, lambda *_: None)
+            run.evaluate_fn = None
+            run.fit()
+            runs.append(run)
+    uncached, cached = (weights_of(run.net) for run in runs)
+    for key in uncached:   # same flips (one draw per slot either way), same maps, same updates
+        np.testing.assert_allclose(cached[key], uncached[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    before = weights_of(experiment.build_trainer(elem_args(synthetic_root, tmp_path / "init", *common),
+                                                 train_elem.build_criterion, lambda *_: None).net)
+    changed = sum(not np.allclose(before[key], cached[key]) for key in cached)
+    assert changed > len(cached) // 2   # the unfrozen part really trained
+
+
+def test_cache_frozen_refuses_augmentation_it_cannot_cache(synthetic_root, tmp_path):
+    args = elem_args(synthetic_root, tmp_path, "--freeze_stages", "2", "--cache_frozen", "True")
+    with pytest.raises(ValueError, match=r"--cache_frozen True needs .*--pad 0 and --erase_prob 0.*got "
+                                         r"--freeze_stages 2 --pad 10 --erase_prob 0.5"):
+        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
