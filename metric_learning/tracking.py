@@ -1,0 +1,137 @@
+"""DeepSORT with our embeddings: run the real tracker of the PyPI package ``deep-sort-realtime`` on a
+:class:`metric_learning.tracking_video.TrackingVideo` and score it (IDF1, ID switches).
+
+The appearance model is any *box embedder*, a callable ``embed_fn(frame_bgr, boxes_ltwh) -> float32 [N, D]``
+with one L2-normalised row per box: :class:`NetworkBoxEmbedder` wraps a network (a checkpoint through
+:class:`metric_learning.evaluation.LayerEmbedder`, an exported model through
+:class:`metric_learning.export.PredictorEmbedder`), :class:`ColourHistogramEmbedder` is a network-free
+baseline. ``embed_fn=None`` runs DeepSORT without appearance (see :func:`run_tracker`).
+
+The tracker gets the embeddings through ``DeepSort.update_tracks(raw_detections, embeds=...)`` with
+``embedder=None``, so deep-sort-realtime never imports its own (PyTorch) embedder.
+"""
+import collections
+import time
+
+import cv2
+import numpy as np
+
+from metric_learning import metrics, tracking_metrics, transforms
+
+#: deep_sort_app's settings (Wojke et al. 2017) for what deep-sort-realtime leaves open: a budget of 100
+#: appearance samples per track (deep-sort-realtime's default, no budget, slows down as tracks age)
+DEEPSORT_OPTIONS = dict(max_age=30, n_init=3, max_iou_distance=0.7, max_cosine_distance=0.2, nn_budget=100)
+
+TrackerRun = collections.namedtuple("TrackerRun", ["predictions", "embed_seconds", "track_seconds"])
+TrackerRun.__doc__ = ("``predictions``: one ``(track ids [m], boxes [m, 4] ltwh)`` per frame; time spent in the "
+                      "embedder and in the tracker (frame rendering excluded).")
+
+
+def crop_boxes(frame_bgr, boxes_ltwh, size_hw):
+    """``[N, H, W, 3]`` RGB uint8: each box cut from the BGR frame (clipped to it) and resized to ``size_hw``."""
+    height, width = frame_bgr.shape[:2]
+    boxes = np.asarray(boxes_ltwh, np.float64).reshape(-1, 4)
+    left_top = np.clip(np.floor(boxes[:, :2]), 0, [width, height]).astype(np.int64)
+    right_bottom = np.clip(np.ceil(boxes[:, :2] + boxes[:, 2:]), 0, [width, height]).astype(np.int64)
+    crops = np.empty((len(boxes), size_hw[0], size_hw[1], 3), np.uint8)
+    for i, ((left, top), (right, bottom)) in enumerate(zip(left_top.tolist(), right_bottom.tolist())):
+        if right <= left or bottom <= top:
+            raise ValueError("box %d %s lies outside the %dx%d frame" % (i, boxes[i].tolist(), width, height))
+        crops[i] = cv2.resize(frame_bgr[top:bottom, left:right], (size_hw[1], size_hw[0]),
+                              interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    return crops
+
+
+class NetworkBoxEmbedder:
+    """Box embedder over a batch embedder ``embed(NCHW float32) -> [N, D]``: the boxes are cropped, resized to
+    ``image_shape`` (C, H, W) and normalised as in evaluation (RGB, ImageNet mean/std unless given)."""
+
+    def __init__(self, embed, image_shape, mean=transforms.IMAGENET_MEAN, std=transforms.IMAGENET_STD):
+        self.embed = embed
+        self.size_hw = tuple(image_shape[1:])
+        self.normalize = transforms.Normalize(mean, std)
+
+    def __call__(self, frame_bgr, boxes_ltwh):
+        batch = np.stack([self.normalize(crop) for crop in crop_boxes(frame_bgr, boxes_ltwh, self.size_hw)])
+        return metrics.l2_normalize(np.asarray(self.embed(batch), np.float32))
+
+
+class ColourHistogramEmbedder:
+    """Network-free box embedder: the joint RGB histogram of the box centre
+    (:func:`metric_learning.synthetic.colour_histograms`, square-rooted, hence L2-normalised)."""
+
+    def __init__(self, bins=8, size_hw=(128, 64)):
+        self.bins, self.size_hw = bins, size_hw
+
+    def __call__(self, frame_bgr, boxes_ltwh):
+        from metric_learning.synthetic import colour_histograms
+
+        return colour_histograms(crop_boxes(frame_bgr, boxes_ltwh, self.size_hw), self.bins).astype(np.float32)
+
+
+def constant_embedder(frame_bgr, boxes_ltwh):
+    """A box embedder that tells nobody apart: the same unit vector for every box.
+
+    With it DeepSORT keeps its appearance stage, but every cosine distance is 0, so that stage pairs tracks
+    with any detection inside their Kalman gate, serving the most recently seen tracks first and breaking
+    remaining ties by index order: DeepSORT's matching cascade without appearance information. Compare
+    :func:`run_tracker` with ``embed_fn=None``, which switches the appearance stage off.
+    """
+    return np.ones((len(boxes_ltwh), 1), np.float32)
+
+
+def _checked_embeddings(embed_fn, frame, boxes, t):
+    feats = np.asarray(embed_fn(frame, boxes), np.float32)
+    if feats.ndim != 2 or len(feats) != len(boxes) or not np.isfinite(feats).all():
+        raise ValueError("the embedder returned %s for the %d boxes of frame %d; expected finite [%d, D]"
+                         % (list(feats.shape), len(boxes), t, len(boxes)))
+    return feats
+
+
+def run_tracker(video, embed_fn=None, **deepsort_options):
+    """Track ``video`` with ``deep_sort_realtime.DeepSort`` fed with ``video.detections(t)``; a :class:`TrackerRun`.
+
+    ``deepsort_options`` override :data:`DEEPSORT_OPTIONS` (``DeepSort`` keyword arguments). The reported
+    tracks are deep_sort_app's: confirmed tracks updated this frame or the one before, with their Kalman box.
+
+    ``embed_fn=None``: no appearance. DeepSORT matches confirmed tracks by appearance first (within the
+    Kalman filter's gate), then tracks seen in the previous frame and new tracks by IoU with the
+    Kalman-predicted box. Here the cosine threshold is set below any possible distance, so the appearance
+    stage accepts nothing and association is DeepSORT's own IoU stage alone: SORT (Bewley et al. 2016),
+    which cannot pick a person up again after two missed frames. (The embeddings it is given are constant
+    only because ``update_tracks`` requires some.) :func:`constant_embedder` is the other way to withhold
+    appearance, keeping the gated cascade.
+    """
+    from deep_sort_realtime.deepsort_tracker import DeepSort
+
+    options = dict(DEEPSORT_OPTIONS, **deepsort_options)
+    if embed_fn is None:
+        options["max_cosine_distance"] = -1.0
+    tracker = DeepSort(embedder=None, **options)
+    predictions, embed_seconds, track_seconds = [], 0.0, 0.0
+    for t in range(len(video)):
+        boxes = video.detections(t)
+        frame = video.frame(t) if embed_fn is not None and len(boxes) else None
+        started = time.perf_counter()
+        if frame is not None:
+            embeds = _checked_embeddings(embed_fn, frame, boxes, t)
+        else:   # update_tracks insists on embeddings, even for a frame without detections
+            embeds = constant_embedder(frame, boxes)
+        embedded = time.perf_counter()
+        tracks = tracker.update_tracks([(box.tolist(), 1.0, "person") for box in boxes], embeds=list(embeds))
+        shown = [track for track in tracks if track.is_confirmed() and track.time_since_update <= 1]
+        predictions.append((np.array([int(track.track_id) for track in shown], np.int64),
+                            np.array([track.to_ltwh() for track in shown], np.float64).reshape(-1, 4)))
+        embed_seconds += embedded - started
+        track_seconds += time.perf_counter() - embedded
+    return TrackerRun(predictions, embed_seconds, track_seconds)
+
+
+def ground_truth(video):
+    """One ``(ids, boxes)`` per frame of ``video``, the form :func:`score` compares with."""
+    return [video.ground_truth(t) for t in range(len(video))]
+
+
+def score(video, run, iou_threshold=tracking_metrics.IOU_THRESHOLD):
+    """:class:`metric_learning.tracking_metrics.TrackingScores` of a :class:`TrackerRun` on ``video``."""
+    return tracking_metrics.score_tracking(ground_truth(video), run.predictions, iou_threshold)
