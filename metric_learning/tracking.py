@@ -80,19 +80,62 @@ def constant_embedder(frame_bgr, boxes_ltwh):
     return np.ones((len(boxes_ltwh), 1), np.float32)
 
 
-def _checked_embeddings(embed_fn, frame, boxes, t):
-    feats = np.asarray(embed_fn(frame, boxes), np.float32)
-    if feats.ndim != 2 or len(feats) != len(boxes) or not np.isfinite(feats).all():
-        raise ValueError("the embedder returned %s for the %d boxes of frame %d; expected finite [%d, D]"
-                         % (list(feats.shape), len(boxes), t, len(boxes)))
-    return feats
+def embed_detections(video, embed_fn):
+    """``(per-frame [m, D] float32 embeddings of video.detections(t), seconds spent in embed_fn)``.
+
+    Rendering the frames is not timed. Embedding once and tracking several times (:func:`track`) compares
+    tracker settings without paying for the network again.
+    """
+    feats, seconds = [], 0.0
+    for t in range(len(video)):
+        boxes = video.detections(t)
+        if not len(boxes):
+            feats.append(None)
+            continue
+        frame = video.frame(t)
+        started = time.perf_counter()
+        out = np.asarray(embed_fn(frame, boxes), np.float32)
+        seconds += time.perf_counter() - started
+        if out.ndim != 2 or len(out) != len(boxes) or not np.isfinite(out).all():
+            raise ValueError("the embedder returned %s for the %d boxes of frame %d; expected finite [%d, D]"
+                             % (list(out.shape), len(boxes), t, len(boxes)))
+        feats.append(out)
+    return feats, seconds
+
+
+def track(video, embeddings=None, **deepsort_options):
+    """Track ``video`` with ``deep_sort_realtime.DeepSort`` fed with ``video.detections(t)`` and
+    ``embeddings[t]`` (from :func:`embed_detections`; None: no appearance, see :func:`run_tracker`).
+
+    Returns ``(predictions, seconds spent in the tracker)``, predictions being one ``(track ids, boxes)``
+    per frame. The reported tracks are deep_sort_app's: confirmed tracks updated in this frame or the one
+    before, with their Kalman-filtered box.
+    """
+    from deep_sort_realtime.deepsort_tracker import DeepSort
+
+    options = dict(DEEPSORT_OPTIONS, **deepsort_options)
+    if embeddings is None:
+        options["max_cosine_distance"] = -1.0
+    tracker = DeepSort(embedder=None, **options)
+    predictions, seconds = [], 0.0
+    for t in range(len(video)):
+        boxes = video.detections(t)
+        feats = embeddings[t] if embeddings is not None and len(boxes) else None
+        if feats is None:   # update_tracks insists on embeddings, even for a frame without detections
+            feats = constant_embedder(None, boxes)
+        started = time.perf_counter()
+        tracks = tracker.update_tracks([(box.tolist(), 1.0, "person") for box in boxes], embeds=list(feats))
+        shown = [track for track in tracks if track.is_confirmed() and track.time_since_update <= 1]
+        predictions.append((np.array([int(track.track_id) for track in shown], np.int64),
+                            np.array([track.to_ltwh() for track in shown], np.float64).reshape(-1, 4)))
+        seconds += time.perf_counter() - started
+    return predictions, seconds
 
 
 def run_tracker(video, embed_fn=None, **deepsort_options):
-    """Track ``video`` with ``deep_sort_realtime.DeepSort`` fed with ``video.detections(t)``; a :class:`TrackerRun`.
+    """DeepSORT on ``video`` with the box embedder ``embed_fn``; a :class:`TrackerRun`.
 
-    ``deepsort_options`` override :data:`DEEPSORT_OPTIONS` (``DeepSort`` keyword arguments). The reported
-    tracks are deep_sort_app's: confirmed tracks updated this frame or the one before, with their Kalman box.
+    ``deepsort_options`` override :data:`DEEPSORT_OPTIONS` (keyword arguments of ``DeepSort``).
 
     ``embed_fn=None``: no appearance. DeepSORT matches confirmed tracks by appearance first (within the
     Kalman filter's gate), then tracks seen in the previous frame and new tracks by IoU with the
@@ -102,28 +145,8 @@ def run_tracker(video, embed_fn=None, **deepsort_options):
     only because ``update_tracks`` requires some.) :func:`constant_embedder` is the other way to withhold
     appearance, keeping the gated cascade.
     """
-    from deep_sort_realtime.deepsort_tracker import DeepSort
-
-    options = dict(DEEPSORT_OPTIONS, **deepsort_options)
-    if embed_fn is None:
-        options["max_cosine_distance"] = -1.0
-    tracker = DeepSort(embedder=None, **options)
-    predictions, embed_seconds, track_seconds = [], 0.0, 0.0
-    for t in range(len(video)):
-        boxes = video.detections(t)
-        frame = video.frame(t) if embed_fn is not None and len(boxes) else None
-        started = time.perf_counter()
-        if frame is not None:
-            embeds = _checked_embeddings(embed_fn, frame, boxes, t)
-        else:   # update_tracks insists on embeddings, even for a frame without detections
-            embeds = constant_embedder(frame, boxes)
-        embedded = time.perf_counter()
-        tracks = tracker.update_tracks([(box.tolist(), 1.0, "person") for box in boxes], embeds=list(embeds))
-        shown = [track for track in tracks if track.is_confirmed() and track.time_since_update <= 1]
-        predictions.append((np.array([int(track.track_id) for track in shown], np.int64),
-                            np.array([track.to_ltwh() for track in shown], np.float64).reshape(-1, 4)))
-        embed_seconds += embedded - started
-        track_seconds += time.perf_counter() - embedded
+    embeddings, embed_seconds = embed_detections(video, embed_fn) if embed_fn is not None else (None, 0.0)
+    predictions, track_seconds = track(video, embeddings, **deepsort_options)
     return TrackerRun(predictions, embed_seconds, track_seconds)
 
 
