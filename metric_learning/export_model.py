@@ -2,9 +2,12 @@
 
     python metric_learning/export_model.py --checkpoint output/MobileNetV2/latest --output inference/reid
     python metric_learning/export_model.py --checkpoint ... --input_name crops   # PaddleDetection DeepSORT
+    python metric_learning/export_model.py --checkpoint ... --onnx True         # also <prefix>.onnx (paddle2onnx)
 
 Paddle 3.3 writes the PIR program as <prefix>.json; the old __model__ / .pdmodel format can no longer be
-written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle Inference >= 3.0).
+written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle Inference >= 3.0, or ONNX).
+With --onnx True the ONNX model is checked against Paddle Inference on a random batch and the largest
+difference printed. See export/README.md for consumers (metric_learning.extractor, DeepSORT trackers).
 """
 import os
 import sys
@@ -17,6 +20,8 @@ import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before 
 from metric_learning import checkpoint, export, options  # noqa: E402
 from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
 
+PARITY_BATCH = 8
+
 
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
@@ -27,6 +32,10 @@ def parse_args(argv=None):
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,
                         help="fixed input C,H,W (default: the shape the checkpoint was trained with)")
     parser.add_argument("--normalize", type=str2bool, default=True, help="L2-normalise the output embedding")
+    parser.add_argument("--onnx", type=str2bool, default=False,
+                        help="also write <output>.onnx with paddle2onnx and check it with ONNX Runtime")
+    parser.add_argument("--onnx_opset", type=int, default=export.ONNX_OPSET,
+                        help="ONNX opset to target (paddle2onnx raises it when an operator needs a newer one)")
     return parser.parse_args(argv)
 
 
@@ -40,6 +49,10 @@ def main(argv=None):
     print("exported %s.json / .pdiparams (input %r: [N, %s], output [N, %d]%s); config %s%s"
           % (args.output, config["input_name"], ", ".join(map(str, image_shape)), config["feature_dim"],
              ", L2-normalised" if config["l2_normalized"] else "", args.output, export.CONFIG_SUFFIX))
+    if args.onnx:
+        onnx_path = export.export_onnx(args.output, args.onnx_opset)
+        print("exported %s; ONNX Runtime vs Paddle Inference on a random batch of %d: max |diff| %.2e"
+              % (onnx_path, PARITY_BATCH, export.onnx_parity(args.output, PARITY_BATCH)))
 
 
 if __name__ == "__main__":
