@@ -2,11 +2,14 @@
 
     python metric_learning/infer.py --checkpoint output/MobileNetV2/latest --image_dir some/crops --output_dir feats
     python metric_learning/infer.py --inference_model inference_model/reid --image_list crops.txt --name crops
+    python metric_learning/infer.py --inference_model inference_model/reid.onnx --image_dir some/crops   # ONNX Runtime
     python metric_learning/infer.py --checkpoint ... --dataset_root <market root> --output_dir feats   # query + gallery
 
 Row i of <name>.npy (float32 [N, D], L2-normalised unless --normalize False) is the image on line i of
 <name>.txt. With --dataset_root the query and gallery sets are written as query.npy/.txt and gallery.npy/.txt,
 ready for `eval.py --query_feats ... --gallery_feats ... --query_list ... --gallery_list ...`.
+An exported model runs through metric_learning.extractor.Extractor (Paddle Inference, or ONNX Runtime for a
+.onnx file), with the preprocessing its <prefix>.reid.json describes.
 """
 import os
 import sys
@@ -21,13 +24,15 @@ import numpy as np  # noqa: E402
 from metric_learning import evaluation, market, metrics, options  # noqa: E402
 from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
 from metric_learning.eval import load_embedder  # noqa: E402
+from metric_learning.extractor import Extractor  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/<model>/latest)")
-    source.add_argument("--inference_model", help="an exported model prefix or directory (export_model.py)")
+    source.add_argument("--inference_model", help="an exported model (export_model.py): its prefix or directory "
+                                                  "(Paddle Inference) or its .onnx file (ONNX Runtime)")
     images = parser.add_mutually_exclusive_group(required=True)
     images.add_argument("--image_dir", help="embed every image in this folder (sorted by name)")
     images.add_argument("--image_list", help="a text file with one image path per line (relative to --image_root)")
@@ -65,9 +70,28 @@ def write_embeddings(directory, name, feats, names):
                                                 os.path.join(directory, name)))
 
 
+def build_embed_files(args):
+    """``embed_files(paths) -> float32 [N, D]`` for the model the flags name."""
+    if args.inference_model:
+        extractor = Extractor(args.inference_model, batch_size=args.test_batch_size, use_gpu=args.use_gpu,
+                              normalize=args.normalize)
+        if args.image_shape and tuple(args.image_shape) != extractor.input_shape:
+            raise ValueError("--image_shape %s does not match the exported model's input %s"
+                             % (",".join(map(str, args.image_shape)), ",".join(map(str, extractor.input_shape))))
+        return lambda paths: extractor.embed_files(paths, flip=args.flip)
+    embed, image_shape, transform = load_embedder(args)
+
+    def embed_files(paths):
+        feats = evaluation.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
+                                            transform=transform)
+        return metrics.l2_normalize(feats) if args.normalize else feats
+
+    return embed_files
+
+
 def main(argv=None):
     args = parse_args(argv)
-    embed, image_shape, transform = load_embedder(args)
+    embed_files = build_embed_files(args)
     if args.dataset_root:
         protocol = market.load_protocol(args.dataset_root, pattern=args.name_pattern)
         jobs = [("query", [s.path for s in protocol.query]), ("gallery", [s.path for s in protocol.gallery])]
@@ -81,9 +105,7 @@ def main(argv=None):
         paths, names = read_image_list(args.image_list, args.image_root)
         jobs = [(args.name, paths, names)]
     for name, paths, names in jobs:
-        feats = evaluation.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
-                                            transform=transform)
-        write_embeddings(args.output_dir, name, metrics.l2_normalize(feats) if args.normalize else feats, names)
+        write_embeddings(args.output_dir, name, embed_files(paths), names)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,29 @@ def test_image_list_and_a_missing_image(synthetic_root, checkpoint_dir, tmp_path
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "does_not_exist.jpg" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
+def test_exported_model_writes_what_the_checkpoint_writes(synthetic_root, checkpoint_dir, tmp_path, backend):
+    from metric_learning import checkpoint, export, infer
+
+    prefix = str(tmp_path / "exported" / "reid")
+    export.export_inference_model(checkpoint.load_model_for_eval(checkpoint_dir), prefix, (3, 64, 32))
+    model_path = prefix
+    if backend == "onnxruntime":
+        pytest.importorskip("paddle2onnx")
+        pytest.importorskip("onnxruntime")
+        model_path = export.export_onnx(prefix)
+    names = ["query/%s" % n for n in sorted(os.listdir(os.path.join(synthetic_root, "query")))[:5]]
+    listing = tmp_path / "crops.txt"
+    listing.write_text("".join(n + "\n" for n in names))
+    common = ["--image_list", str(listing), "--image_root", synthetic_root, "--flip", "True",
+              "--test_batch_size", "2", "--name", "crops"]
+    infer.main(["--checkpoint", checkpoint_dir, "--output_dir", str(tmp_path / "ckpt")] + common)
+    infer.main(["--inference_model", model_path, "--output_dir", str(tmp_path / "exp")] + common)
+    expected, feats = (np.load(tmp_path / d / "crops.npy") for d in ("ckpt", "exp"))
+    assert feats.shape == expected.shape == (5, expected.shape[1]) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats, expected, atol=1e-4)
+    assert (tmp_path / "exp" / "crops.txt").read_text().split() == names
+    with pytest.raises(ValueError, match="--image_shape 3,128,64 does not match the exported model's input 3,64,32"):
+        infer.main(["--inference_model", model_path, "--image_shape", "3,128,64"] + common)
