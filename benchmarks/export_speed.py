@@ -1,0 +1,106 @@
+"""Exported-model speed on CPU: crops/s of eager Paddle, Paddle Inference with and without oneDNN, ONNX Runtime.
+
+    python benchmarks/export_speed.py                      # MobileNetV2 and PPLCNet_x1_0, 128x64 and 256x128, batch 1 and 32
+    python benchmarks/export_speed.py --models PPLCNet_x1_0 --sizes 128x64 --batches 32 --min_seconds 0.5   # smoke run
+
+Each model is a freshly initialised ReIDNet (``build_model``, default head; speed does not depend on the
+weights), exported by ``export.export_inference_model`` (L2-normalised output) and ``export.export_onnx`` into
+a temporary directory. Every runtime gets the same ready NCHW float32 batch (cropping and preprocessing are
+not timed), runs it once to warm up (oneDNN and ONNX Runtime prepare kernels per input shape), then is timed
+over at least ``--min_seconds`` and ``--min_batches``. The last column is the largest absolute difference of
+the exported runtimes' embeddings from eager Paddle's (L2-normalised), as a check that all compute the same.
+
+Threads: ``--threads`` for every runtime; ``OMP_NUM_THREADS`` is set to it before Paddle loads (eager Paddle
+reads it then), and the predictors and sessions are given it explicitly. Speeds depend on the CPU and its load.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+RUNTIMES = ("eager Paddle", "Paddle Inference + oneDNN", "Paddle Inference, no oneDNN", "ONNX Runtime")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="MobileNetV2,PPLCNet_x1_0", help="comma-separated backbones")
+    parser.add_argument("--sizes", default="128x64,256x128", help="comma-separated HxW input sizes")
+    parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for every runtime")
+    parser.add_argument("--min_seconds", type=float, default=3.0, help="time each cell for at least this long")
+    parser.add_argument("--min_batches", type=int, default=3, help="and over at least this many batches")
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    return args
+
+
+def crops_per_second(embed, batch, min_seconds, min_batches):
+    embed(batch)  # warm-up
+    runs, start = 0, time.perf_counter()
+    while runs < min_batches or time.perf_counter() - start < min_seconds:
+        embed(batch)
+        runs += 1
+    return runs * len(batch) / (time.perf_counter() - start)
+
+
+def build_runtimes(name, height, width, directory, threads):
+    """``{runtime: embed(batch) -> [N, D]}`` for one backbone at one input size, each run once."""
+    import numpy as np
+
+    from metric_learning import evaluation, export
+    from metric_learning.model import build_model
+
+    net = build_model(name)
+    prefix = os.path.join(directory, "%s_%dx%d" % (name, height, width), "reid")
+    export.export_inference_model(net, prefix, (3, height, width))
+    onnx_path = export.export_onnx(prefix)
+    runtimes = dict(zip(RUNTIMES, (evaluation.LayerEmbedder(net),
+                                   export.PredictorEmbedder(prefix, threads=threads, mkldnn=True),
+                                   export.PredictorEmbedder(prefix, threads=threads, mkldnn=False),
+                                   export.OnnxEmbedder(onnx_path, threads=threads))))
+    for embed in runtimes.values():  # Paddle Inference prints a line on its first run; keep it out of the table
+        embed(np.zeros((1, 3, height, width), np.float32))
+    return runtimes
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read once, when Paddle is imported below
+    import metric_learning  # noqa: F401  (the remaining CPU defaults, before paddle loads)
+    import numpy as np
+    import paddle
+
+    from metric_learning import metrics
+
+    paddle.set_device("cpu")
+    with tempfile.TemporaryDirectory() as directory:
+        # export and load everything first: paddle2onnx and Paddle Inference print while they work
+        cells = [(name, size, build_runtimes(name, size[0], size[1], directory, args.threads))
+                 for name in args.models for size in args.sizes]
+        print("threads %d, load average before: %.1f, timed >= %.1f s and >= %d batches per cell"
+              % (args.threads, os.getloadavg()[0], args.min_seconds, args.min_batches))
+        header = "| model | input HxW | batch | " + " | ".join("%s (crops/s)" % r for r in RUNTIMES) \
+                 + " | max abs diff vs eager |"
+        print(header)
+        print("|" + "---|" * (header.count("|") - 1))
+        for name, (height, width), runtimes in cells:
+            for batch_size in args.batches:
+                batch = np.random.default_rng(0).normal(size=(batch_size, 3, height, width)).astype("float32")
+                eager = metrics.l2_normalize(runtimes[RUNTIMES[0]](batch))
+                diff = max(float(np.abs(embed(batch) - eager).max()) for embed in list(runtimes.values())[1:])
+                speeds = [crops_per_second(runtimes[r], batch, args.min_seconds, args.min_batches) for r in RUNTIMES]
+                print("| %s | %dx%d | %d | %s | %.1e |" % (name, height, width, batch_size,
+                                                          " | ".join("%.1f" % s for s in speeds), diff), flush=True)
+    print("load average after: %.1f" % os.getloadavg()[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
