@@ -58,7 +58,8 @@ def build_parser():
 
     model = parser.add_argument_group("model input")
     model.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
-    model.add_argument("--inference_model", help="an exported inference model prefix or directory (export_model.py)")
+    model.add_argument("--inference_model", help="an exported inference model prefix or directory, or its .onnx file "
+                                                  "(export_model.py; .onnx runs on ONNX Runtime)")
     model.add_argument("--dataset_root", help="dataset in the Market-1501 layout: evaluate query vs bounding_box_test")
     model.add_argument("--test_list", help="list file 'image_id class_id super_class_id path': leave-one-out "
                                            "Recall@K, the classic test_recall")
@@ -128,9 +129,10 @@ def parse_args(argv=None):
 def load_embedder(args):
     """``(embed, image_shape, transform)`` for --checkpoint or --inference_model."""
     if args.inference_model:
-        from metric_learning.export import PredictorEmbedder
+        from metric_learning.export import OnnxEmbedder, PredictorEmbedder
 
-        embed = PredictorEmbedder(args.inference_model, use_gpu=args.use_gpu)
+        exported = OnnxEmbedder if args.inference_model.endswith(".onnx") else PredictorEmbedder
+        embed = exported(args.inference_model, use_gpu=args.use_gpu)
         if args.image_shape and tuple(args.image_shape) != embed.input_shape:
             raise ValueError("--image_shape %s does not match the exported model's input %s"
                              % (",".join(map(str, args.image_shape)), ",".join(map(str, embed.input_shape))))

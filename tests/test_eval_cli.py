@@ -202,6 +202,12 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     names = (tmp_path / "feats" / "query.txt").read_text().split()
     assert [market.parse_name(n)[0] for n in names] == list(range(1, IDS + 1))
 
+    # the same model converted to ONNX gives the same evaluation through ONNX Runtime
+    onnx_result = eval_cli.main(["--inference_model", export.export_onnx(prefix), "--dataset_root",
+                                 str(image_root), "--test_batch_size", "4"])
+    for key in ("rank1", "mAP", "mINP"):
+        assert onnx_result[key] == pytest.approx(result[key], abs=1e-6)
+
 
 def test_checkpoint_cli_and_list_file_recall(image_root, tmp_path, capsys):
     from metric_learning import checkpoint, listfile, market
