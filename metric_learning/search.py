@@ -35,10 +35,10 @@ def default_nlist(num_gallery):
 class GallerySearch:
     """Top-k inner-product search over ``gallery_feats`` ``[N, D]`` (rows L2-normalised).
 
-    ``index``: ``auto``, ``exact`` or ``ivf`` (see the module docstring); ``nlist`` / ``nprobe`` (default
-    :data:`DEFAULT_NPROBE`, at most ``nlist``) apply to ``ivf``; ``seed`` picks the k-means training sample. ``search(query_feats, k)`` returns
-    ``(scores float32 [Q, k], indices int64 [Q, k])``, best first, whichever index is used. Queries need not
-    be normalised: scaling a query scales its scores and leaves its ranking unchanged.
+    ``index``: ``auto``, ``exact`` or ``ivf`` (see the module docstring); ``nlist`` and ``nprobe`` (default
+    :data:`DEFAULT_NPROBE`, at most ``nlist``) apply to ``ivf``; ``seed`` picks the k-means training sample.
+    ``search(query_feats, k)`` returns ``(scores float32 [Q, k], indices int64 [Q, k])``, best first, whichever
+    index is used. Queries need not be normalised: scaling a query scales its scores, not its ranking.
     """
 
     def __init__(self, gallery_feats, index="auto", nlist=None, nprobe=None, ivf_threshold=IVF_THRESHOLD, seed=0):

@@ -2,12 +2,14 @@
 
     python metric_learning/search_gallery.py --query_feats feats/query.npy --query_list feats/query.txt \
         --gallery_feats feats/gallery.npy --gallery_list feats/gallery.txt \
-        --dataset_root ../shared/datasets/Market-1501-v15.09.15 --queries 0,10,20 --k 10 --output output/search/top10.png
+        --dataset_root ../shared/datasets/Market-1501-v15.09.15 --queries 0,10,20 --k 10 \
+        --output output/search/top10.png
 
 The feature files are those infer.py or eval.py --save_features write: <name>.npy, one row per image
-(normalised here, so scores are cosine similarities), and <name>.txt, the image on each row. Images are found under --query_image_root and
---gallery_image_root (--dataset_root sets them to its query/ and bounding_box_test/). Person ids come from
-the file names (--name_pattern, as for eval.py); with --name_pattern none the results are not framed.
+(normalised here, so scores are cosine similarities), and <name>.txt, the image on each row. Images are
+found under --query_image_root and --gallery_image_root (--dataset_root sets them to its query/ and
+bounding_box_test/). Person ids come from the file names (--name_pattern, as for eval.py); with
+--name_pattern none the results are not framed.
 """
 import os
 import sys

@@ -12,7 +12,7 @@ outside the frame). Detections: the same boxes, each dropped with probability ``
 misses) and jittered by ``jitter`` (a fraction of the box size, Gaussian), from a seeded generator.
 
 Everything derives from the seed: the same inputs and seed give the same boxes and the same frames.
-Frames are rendered on demand (:meth:`TrackingVideo.frame`), so long videos cost no memory.
+Frames are rendered on demand (:meth:`TrackingVideo.frame`): a long video holds only its crops and boxes.
 """
 import collections
 import dataclasses
@@ -33,7 +33,8 @@ WALK_SPEED = 0.033
 
 @dataclasses.dataclass
 class Walker:
-    """One person's path: per-frame centre x, feet y and box height from ``first_frame`` on."""
+    """One person's path: per-frame centre x, feet y and box height from ``first_frame`` on; the crop shown
+    changes every ``crop_period`` frames, cycling through ``identity.crops``."""
     identity: Identity
     first_frame: int
     centre_x: np.ndarray
@@ -61,7 +62,8 @@ def load_identities(samples, num_identities, crops_per_identity, rng, min_camera
                          % (len(eligible), crops_per_identity, min_cameras, num_identities))
     identities = []
     for pid in rng.choice(eligible, size=num_identities, replace=False).tolist():
-        identities.append(Identity(pid, [_read_bgr(s.path) for s in _spread_over_cameras(by_pid[pid], crops_per_identity, rng)]))
+        chosen = _spread_over_cameras(by_pid[pid], crops_per_identity, rng)
+        identities.append(Identity(pid, [_read_bgr(sample.path) for sample in chosen]))
     return identities
 
 
@@ -125,7 +127,7 @@ def random_walkers(identities, num_frames, frame_size, rng, arrival_interval=40,
         feet_y = np.clip(rng.uniform(low, high) + rng.uniform(-slant, slant) * height * np.arange(length), low, high)
         box_height = person_height(feet_y, height)
         pace = _pace(length, rng, speed_change_interval) * rng.uniform(0.6, 1.3)
-        half_width = box_height * 0.25
+        half_width = box_height * 0.25     # ReID crops are 2:1 (Market-1501's 128x64); only decides the exit
         first_x = -half_width[0] if direction > 0 else width + half_width[0]
         steps = np.concatenate([[0.0], np.cumsum(pace * WALK_SPEED * box_height)[:-1]])
         centre_x = first_x + direction * steps
