@@ -16,16 +16,17 @@ WORKER = textwrap.dedent("""
     import paddle
     from metric_learning import experiment, train_elem
 
+    def save_weights(trainer, stage):
+        np.savez({out!r} + "/%s%d.npz" % (stage, paddle.distributed.get_rank()),
+                 **{{name: value.numpy() for name, value in trainer.net.state_dict().items()}})
+
     args = train_elem.parse_args({argv!r})
     with paddle.utils.unique_name.guard():
         trainer = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
         trainer.evaluate_fn = None
-        rank = paddle.distributed.get_rank()
-        np.savez({out!r} + "/start%d.npz" % rank,
-                 **{{name: value.numpy() for name, value in trainer.net.state_dict().items()}})
+        save_weights(trainer, "start")
         trainer.fit()
-    np.savez({out!r} + "/rank%d.npz" % rank,
-             **{{name: value.numpy() for name, value in trainer.net.state_dict().items()}})
+    save_weights(trainer, "rank")
 """)
 
 
@@ -58,5 +59,8 @@ def test_two_cpu_processes_train_one_synchronised_model(synthetic_root, tmp_path
     assert len(differing_stats) > len(running_stats) // 2
 
     start = dict(np.load(tmp_path / "start0.npz"))
+    start_rank1 = dict(np.load(tmp_path / "start1.npz"))
+    for name in trainable:
+        np.testing.assert_array_equal(start[name], start_rank1[name], err_msg="broadcast " + name)
     moved = [n for n in trainable if not np.allclose(start[n], ranks[0][n], atol=1e-6)]
     assert len(moved) > len(trainable) // 2
