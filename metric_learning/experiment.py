@@ -147,6 +147,28 @@ def pretrained_weights_file(path):
         return path  # a .pdparams file or a Paddle 1.x parameter directory
 
 
+def load_pretrained_criterion(criterion, path, log=print):
+    """Keep the classifier of a paddle-reid checkpoint given as ``--pretrained_model`` when it fits.
+
+    Continuing a run with a new schedule should not restart a trained classifier from
+    random: its first large, wrong gradients would push the backbone away from what it
+    learned. A classifier of another loss or class count cannot fit and is reported.
+    """
+    from metric_learning import weights
+
+    try:
+        criterion_file = os.path.join(checkpoint.resolve(path), checkpoint.CRITERION_FILE)
+    except checkpoint.CheckpointError:
+        return None  # ImageNet weights: there is no classifier to keep
+    if not criterion.parameters() or not os.path.exists(criterion_file) or not weights.read_state(criterion_file):
+        return None
+    try:
+        return weights.load_weights(criterion, criterion_file)
+    except ValueError as exc:
+        log("classifier not reused, it starts from random: %s" % exc)
+        return None
+
+
 def model_config(args):
     """What config.json records to rebuild the network later (eval, export, fine-tuning)."""
     return {"model": {"model": args.model, "embedding_size": args.embedding_size, "pooling": args.pooling,
@@ -207,6 +229,8 @@ def build_trainer(args, build_criterion, log=print):
         if fastpath.keep_freed_memory():
             log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
     criterion = build_criterion(args, net.embedding_dim, num_classes)
+    if args.pretrained_model and not args.checkpoint:
+        load_pretrained_criterion(criterion, args.pretrained_model, log)
 
     batch_size = args.train_batch_size or getattr(args, "batch_size", 0)
     if args.samples_each_class:

@@ -246,3 +246,23 @@ def test_cache_frozen_refuses_augmentation_it_cannot_cache(synthetic_root, tmp_p
     with pytest.raises(ValueError, match=r"--cache_frozen True needs .*--pad 0 and --erase_prob 0.*got "
                                          r"--freeze_stages 2 --pad 10 --erase_prob 0.5"):
         experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+
+
+def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model, synthetic_root, tmp_path):
+    import paddle
+
+    latest = os.path.join(synthetic_model["run_dir"], "latest")
+    saved = paddle.load(os.path.join(latest, checkpoint.CRITERION_FILE))
+    assert saved  # softmax owns a classifier
+    args = elem_args(synthetic_root, tmp_path / "same", "--image_shape", "3,128,64", "--pretrained_model", latest)
+    kept = weights_of(experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None).criterion)
+    assert sorted(kept) == sorted(saved)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(kept[key], value.numpy())
+
+    logs = []  # a 64-d embedding cannot use a classifier trained on the backbone-width one
+    other = elem_args(synthetic_root, tmp_path / "other", "--image_shape", "3,128,64", "--pretrained_model", latest,
+                      "--embedding_size", "64")
+    fresh = weights_of(experiment.build_trainer(other, train_elem.build_criterion, log=logs.append).criterion)
+    assert any(line.startswith("classifier not reused") for line in logs), logs
+    assert all(fresh[key].shape != value.shape for key, value in saved.items() if key in fresh)
