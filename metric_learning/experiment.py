@@ -139,12 +139,18 @@ def build_evaluator(args, spec, log=print):
         batch_size=args.test_batch_size)
 
 
+def checkpoint_directory(path):
+    """The paddle-reid checkpoint directory ``path`` names, or None for any other weights path."""
+    try:
+        return checkpoint.resolve(path)
+    except checkpoint.CheckpointError:
+        return None  # a .pdparams file or a Paddle 1.x parameter directory
+
+
 def pretrained_weights_file(path):
     """``--pretrained_model`` may name a paddle-reid checkpoint directory; use its network weights then."""
-    try:
-        return os.path.join(checkpoint.resolve(path), checkpoint.MODEL_FILE)
-    except checkpoint.CheckpointError:
-        return path  # a .pdparams file or a Paddle 1.x parameter directory
+    directory = checkpoint_directory(path)
+    return path if directory is None else os.path.join(directory, checkpoint.MODEL_FILE)
 
 
 def load_pretrained_criterion(criterion, path, log=print):
@@ -156,14 +162,15 @@ def load_pretrained_criterion(criterion, path, log=print):
     """
     from metric_learning import weights
 
-    try:
-        criterion_file = os.path.join(checkpoint.resolve(path), checkpoint.CRITERION_FILE)
-    except checkpoint.CheckpointError:
-        return None  # ImageNet weights: there is no classifier to keep
-    if not criterion.parameters() or not os.path.exists(criterion_file) or not weights.read_state(criterion_file):
+    directory = checkpoint_directory(path)
+    if directory is None or not criterion.parameters():
+        return None  # ImageNet weights, or a loss without weights: there is no classifier to keep
+    criterion_file = os.path.join(directory, checkpoint.CRITERION_FILE)
+    state = weights.read_state(criterion_file) if os.path.exists(criterion_file) else None
+    if not state:
         return None
     try:
-        return weights.load_weights(criterion, criterion_file)
+        return weights.load_state(criterion, state, criterion_file)
     except ValueError as exc:
         log("classifier not reused, it starts from random: %s" % exc)
         return None

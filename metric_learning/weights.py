@@ -239,11 +239,15 @@ def load_weights(model, path, verbose=True):
     model lacks are skipped and reported. Raises ValueError "checkpoint X does not fit
     model Y" when nothing at all fits, which always means a wrong file or model.
     """
-    file_state = read_state(path)
-    report, arrays = match_state(model, file_state, source=path)
+    return load_state(model, read_state(path), path, verbose)
+
+
+def load_state(model, file_state, source, verbose=True):
+    """``load_weights`` for a state already read from the file ``source``."""
+    report, arrays = match_state(model, file_state, source=source)
     if not arrays:
         raise ValueError("checkpoint %s does not fit model %s: none of its %d tensors (%s) matches a model "
-                         "tensor by name and shape" % (path, report.target, len(file_state),
+                         "tensor by name and shape" % (source, report.target, len(file_state),
                                                        _preview(sorted(file_state), limit=4)))
     model_state = model.state_dict()
     for key, array in arrays.items():
