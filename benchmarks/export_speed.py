@@ -4,7 +4,7 @@
     python benchmarks/export_speed.py --models PPLCNet_x1_0 --sizes 128x64 --batches 32 --min_seconds 0.5   # smoke run
 
 Each model is a freshly initialised ReIDNet (``build_model``, default head; speed does not depend on the
-weights), exported by ``export.export_inference_model`` (L2-normalised output) and ``export.export_onnx`` into
+weights; ``--last_stride`` as in training), exported by ``export.export_inference_model`` (L2-normalised output) and ``export.export_onnx`` into
 a temporary directory. Every runtime gets the same ready NCHW float32 batch (cropping and preprocessing are
 not timed), runs it once to warm up (oneDNN and ONNX Runtime prepare kernels per input shape), then is timed
 over at least ``--min_seconds`` and ``--min_batches``. The last column is the largest absolute difference of
@@ -31,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--models", default="MobileNetV2,PPLCNet_x1_0", help="comma-separated backbones")
     parser.add_argument("--sizes", default="128x64,256x128", help="comma-separated HxW input sizes")
     parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--last_stride", type=int, choices=(1, 2), default=1,
+                        help="stride of the backbone's last stage, as train_elem.py's --last_stride (1 is the default "
+                             "ReID trick and doubles the last stage's feature map on each side)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every runtime")
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each cell for at least this long")
     parser.add_argument("--min_batches", type=int, default=3, help="and over at least this many batches")
@@ -50,14 +53,14 @@ def crops_per_second(embed, batch, min_seconds, min_batches):
     return runs * len(batch) / (time.perf_counter() - start)
 
 
-def build_runtimes(name, height, width, directory, threads):
+def build_runtimes(name, height, width, directory, threads, last_stride=1):
     """``{runtime: embed(batch) -> [N, D]}`` for one backbone at one input size, each run once."""
     import numpy as np
 
     from metric_learning import evaluation, export
     from metric_learning.model import build_model
 
-    net = build_model(name)
+    net = build_model(name, last_stride=last_stride)
     prefix = os.path.join(directory, "%s_%dx%d" % (name, height, width), "reid")
     export.export_inference_model(net, prefix, (3, height, width))
     onnx_path = export.export_onnx(prefix)
@@ -82,10 +85,11 @@ def main(argv=None):
     paddle.set_device("cpu")
     with tempfile.TemporaryDirectory() as directory:
         # export and load everything first: paddle2onnx and Paddle Inference print while they work
-        cells = [(name, size, build_runtimes(name, size[0], size[1], directory, args.threads))
+        cells = [(name, size, build_runtimes(name, size[0], size[1], directory, args.threads,
+                                                       args.last_stride))
                  for name in args.models for size in args.sizes]
-        print("threads %d, load average before: %.1f, timed >= %.1f s and >= %d batches per cell"
-              % (args.threads, os.getloadavg()[0], args.min_seconds, args.min_batches))
+        print("last stride %d, threads %d, load average before: %.1f, timed >= %.1f s and >= %d batches per cell"
+              % (args.last_stride, args.threads, os.getloadavg()[0], args.min_seconds, args.min_batches))
         header = "| model | input HxW | batch | " + " | ".join("%s (crops/s)" % r for r in RUNTIMES) \
                  + " | max abs diff vs eager |"
         print(header)
