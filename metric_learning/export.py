@@ -242,6 +242,23 @@ class OnnxEmbedder(ExportedEmbedder):
         return self.session.run(None, {self.config["input_name"]: batch})[0]
 
 
+EMBEDDER_BACKENDS = ("auto", "paddle", "onnxruntime")
+
+
+def load_embedder(path, backend="auto", use_gpu=False, threads=None, mkldnn=True):
+    """The embedder for an exported model: ``<prefix>.onnx`` runs on ONNX Runtime and a Paddle export
+    (``<prefix>``, ``<prefix>.json`` or its directory) on Paddle Inference when ``backend`` is ``auto``;
+    ``onnxruntime`` takes ``<prefix>.onnx`` beside the Paddle files."""
+    if backend not in EMBEDDER_BACKENDS:
+        raise ValueError("backend must be one of %s, got %r" % (", ".join(EMBEDDER_BACKENDS), backend))
+    path = str(path)
+    if backend == "onnxruntime" or (backend == "auto" and path.endswith(".onnx")):
+        return OnnxEmbedder(path, use_gpu=use_gpu, threads=threads)
+    if path.endswith(".onnx"):
+        raise ValueError("%s is an ONNX model; backend='paddle' needs the Paddle export (<prefix>.json)" % path)
+    return PredictorEmbedder(path, use_gpu=use_gpu, threads=threads, mkldnn=mkldnn)
+
+
 def _import_onnx_tool(name):
     try:
         return importlib.import_module(name)

@@ -27,7 +27,6 @@ import numpy as np
 
 from metric_learning import export, metrics
 
-BACKENDS = ("auto", "paddle", "onnxruntime")
 BOX_FORMATS = {"ltwh": "left, top, width, height (DeepSORT)", "ltrb": "left, top, right, bottom (x1, y1, x2, y2)"}
 DEGENERATE_POLICIES = ("raise", "skip")
 
@@ -108,20 +107,10 @@ class Extractor:
 
     def __init__(self, path, backend="auto", batch_size=32, threads=None, use_gpu=False, mkldnn=True,
                  normalize=True):
-        if backend not in BACKENDS:
-            raise ValueError("backend must be one of %s, got %r" % (", ".join(BACKENDS), backend))
         if int(batch_size) < 1:
             raise ValueError("batch_size must be positive, got %r" % batch_size)
-        path = str(path)
-        if backend == "auto":
-            backend = "onnxruntime" if path.endswith(".onnx") else "paddle"
-        if backend == "onnxruntime":
-            self.model = export.OnnxEmbedder(path, use_gpu=use_gpu, threads=threads)
-        elif path.endswith(".onnx"):
-            raise ValueError("%s is an ONNX model; backend='paddle' needs the Paddle export (<prefix>.json)" % path)
-        else:
-            self.model = export.PredictorEmbedder(path, use_gpu=use_gpu, threads=threads, mkldnn=mkldnn)
-        self.backend = backend
+        self.model = export.load_embedder(path, backend, use_gpu=use_gpu, threads=threads, mkldnn=mkldnn)
+        self.backend = "onnxruntime" if isinstance(self.model, export.OnnxEmbedder) else "paddle"
         self.config = self.model.config
         self.preprocess = Preprocessor(self.config, self.model.model_path)
         self.batch_size = int(batch_size)
