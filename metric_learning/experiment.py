@@ -236,6 +236,15 @@ def build_trainer(args, build_criterion, log=print):
         if fastpath.keep_freed_memory():
             log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
     criterion = build_criterion(args, net.embedding_dim, num_classes)
+    teacher = None
+    if args.teacher_model:
+        from metric_learning.distillation import load_teacher
+
+        if args.cache_frozen:
+            raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
+                             "cached feature maps; drop one of the two")
+        teacher = load_teacher(args.teacher_model, args.image_shape, use_gpu=args.use_gpu)
+        log("distilling from %s (%d-d embeddings)" % (teacher.model_path, teacher.config["feature_dim"]))
     if args.pretrained_model and not args.checkpoint:
         load_pretrained_criterion(criterion, args.pretrained_model, log)
 
@@ -269,4 +278,4 @@ def build_trainer(args, build_criterion, log=print):
     stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads,
                          prefetch=run.prefetch_batches)
     return Trainer(net, criterion, optimizer, scheduler, stream, run, evaluate_fn=build_evaluator(args, spec, log),
-                   log=log)
+                   log=log, teacher=teacher)

@@ -366,32 +366,85 @@ def build_loss(name, **kwargs):
     return cls(**kwargs)
 
 
-class CombinedLoss(nn.Layer):
-    """The trainer's criterion: optional classification loss + optional weighted pair loss.
+class SimilarityDistillationLoss(nn.Layer):
+    """Relational knowledge distillation: the student ranks each batch the way the teacher does.
 
-    Called with the network's ``(feat_before_bn, feat_after_bn, labels)``. Following BNNeck
-    (Luo et al. 2019) the classifier sees the feature after the BN layer; the pair loss sees the
-    feature before it (``metric_features="before_bn"``) or, to train the retrieval embedding
-    directly as the classic train_pair did, after it (``"after_bn"``).
-        loss = classification_loss + metric_weight * metric_loss
+    Called as ``loss(student_features [N, D_s], teacher_features [N, D_t])``; the widths may differ,
+    because only cosine similarities within the batch are compared. For each anchor ``i`` the teacher's
+    similarities to the other images become a distribution ``P_i(j) = softmax_{j != i}(cos_t(i, j) / T)``,
+    the student's likewise ``Q_i``, and ``loss = mean_i KL(P_i || Q_i)``. A ReID embedding is used by
+    ranking, so what a student should copy is the teacher's ranking of neighbours, which is what these
+    distributions hold; the temperature ``T`` sets how much weight the nearest neighbours get.
+    Unlike labels, the teacher's rankings also say which other identities look alike; the intended use
+    is to pass what an ImageNet-initialised model knows to a faster backbone that has no pretrained weights.
+    """
+
+    def __init__(self, temperature=0.1):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError("the distillation temperature (--distill_temperature) must be > 0, got %r" % temperature)
+        self.temperature = float(temperature)
+
+    def _log_neighbour_distribution(self, features):
+        features = F.normalize(features, axis=1)
+        logits = paddle.matmul(features, features, transpose_y=True) / self.temperature
+        # an image is not its own neighbour: a logit lowered by 1e9 gets probability exactly 0 in float32,
+        # and, unlike -inf, leaves every term of the KL sum finite
+        logits = logits - 1e9 * paddle.eye(features.shape[0], dtype=features.dtype)
+        return F.log_softmax(logits, axis=1)
+
+    def forward(self, student_features, teacher_features):
+        if student_features.shape[0] != teacher_features.shape[0] or student_features.shape[0] < 3:
+            raise ValueError("distillation needs the same batch of N >= 3 images from student and teacher, got "
+                             "%d and %d" % (student_features.shape[0], teacher_features.shape[0]))
+        student_log = self._log_neighbour_distribution(student_features)
+        teacher_log = self._log_neighbour_distribution(teacher_features.detach())
+        return {"loss": (teacher_log.exp() * (teacher_log - student_log)).sum(axis=1).mean()}
+
+
+def build_distillation(teacher_model, temperature):
+    """The distillation loss when a ``--teacher_model`` is given, else None."""
+    return SimilarityDistillationLoss(temperature) if teacher_model else None
+
+
+class CombinedLoss(nn.Layer):
+    """The trainer's criterion: optional classification loss + optional weighted pair loss + optional
+    weighted distillation from a teacher.
+
+    Called with the network's ``(feat_before_bn, feat_after_bn, labels)``, plus the teacher's embeddings of
+    the same batch when there is a ``distillation`` loss. Following BNNeck (Luo et al. 2019) the classifier
+    sees the feature after the BN layer; the pair loss sees the feature before it
+    (``metric_features="before_bn"``) or, to train the retrieval embedding directly as the classic
+    train_pair did, after it (``"after_bn"``). Distillation acts on the feature after the BN layer, the
+    embedding that is exported and searched.
+        loss = classification_loss + metric_weight * metric_loss + distillation_weight * distillation_loss
     Returns ``{"loss", "logits", "acc"}`` when there is a classifier (acc = top-1 on the batch),
     plus ``"<name>_loss"`` for each part when both are present; all but ``logits`` are scalars.
     """
 
-    def __init__(self, classification=None, metric=None, metric_weight=1.0, metric_features="before_bn"):
+    def __init__(self, classification=None, metric=None, metric_weight=1.0, metric_features="before_bn",
+                 distillation=None, distillation_weight=1.0):
         super().__init__()
-        if classification is None and metric is None:
-            raise ValueError("CombinedLoss needs a classification loss, a pair loss, or both")
+        if classification is None and metric is None and distillation is None:
+            raise ValueError("CombinedLoss needs a classification loss, a pair loss or a distillation loss")
         if metric_features not in ("before_bn", "after_bn"):
             raise ValueError("metric_features must be 'before_bn' or 'after_bn', got %r" % metric_features)
         if metric is not None and metric_weight <= 0:
             raise ValueError("the pair-loss weight must be > 0, got %r" % metric_weight)
+        if distillation is not None and distillation_weight <= 0:
+            raise ValueError("the distillation weight (--distill_weight) must be > 0, got %r" % distillation_weight)
         self.classification = classification
         self.metric = metric
         self.metric_weight = float(metric_weight)
         self.metric_features = metric_features
+        self.distillation = distillation
+        self.distillation_weight = float(distillation_weight)
 
-    def forward(self, feat_before_bn, feat_after_bn, labels):
+    def forward(self, feat_before_bn, feat_after_bn, labels, teacher_features=None):
+        if (self.distillation is None) != (teacher_features is None):
+            raise ValueError("teacher embeddings are needed exactly when the criterion has a distillation loss "
+                             "(distillation loss: %s, teacher embeddings given: %s)"
+                             % (self.distillation is not None, teacher_features is not None))
         out, parts, weighted = {}, {}, []
         if self.classification is not None:
             result = self.classification(feat_after_bn, labels)
@@ -405,6 +458,10 @@ class CombinedLoss(nn.Layer):
             metric_loss = self.metric(features, labels)["loss"]
             parts[_loss_name(self.metric)] = metric_loss
             weighted.append(self.metric_weight * metric_loss)
+        if self.distillation is not None:
+            distillation_loss = self.distillation(feat_after_bn, teacher_features)["loss"]
+            parts["distill"] = distillation_loss
+            weighted.append(self.distillation_weight * distillation_loss)
         out["loss"] = paddle.add_n(weighted)
         if len(parts) > 1:
             out.update({name + "_loss": value for name, value in parts.items()})

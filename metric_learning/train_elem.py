@@ -26,7 +26,9 @@ def build_criterion(args, embedding_dim, num_classes):
         kwargs.update(scale=args.arc_scale, margin=args.arc_margin, easy_margin=args.arc_easy_margin)
     classification = losses.build_loss(args.loss_name, **kwargs)
     metric = losses.TripletLoss(margin=args.margin) if args.triplet_weight > 0 else None
-    return losses.CombinedLoss(classification, metric, metric_weight=args.triplet_weight)
+    return losses.CombinedLoss(classification, metric, metric_weight=args.triplet_weight,
+                               distillation=losses.build_distillation(args.teacher_model, args.distill_temperature),
+                               distillation_weight=args.distill_weight)
 
 
 def parse_args(argv=None):

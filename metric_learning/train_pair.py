@@ -28,7 +28,9 @@ def build_criterion(args, embedding_dim, num_classes):
               "quadruplet": {"margin": args.margin},
               "eml": {},
               "npairs": {"reg_lambda": args.npairs_reg_lambda}}[args.loss_name]
-    return losses.CombinedLoss(None, losses.build_loss(args.loss_name, **kwargs), metric_features=PAIR_FEATURES)
+    return losses.CombinedLoss(None, losses.build_loss(args.loss_name, **kwargs), metric_features=PAIR_FEATURES,
+                               distillation=losses.build_distillation(args.teacher_model, args.distill_temperature),
+                               distillation_weight=args.distill_weight)
 
 
 def parse_args(argv=None):

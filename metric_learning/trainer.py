@@ -64,9 +64,9 @@ class TrainStep:
                 self.net = net
                 self.criterion = criterion
 
-            def forward(self, images, labels):
+            def forward(self, images, labels, teacher_features=None):
                 feat_before_bn, feat_after_bn = self.net.forward_features(images)
-                return self.criterion(feat_before_bn, feat_after_bn, labels)
+                return self.criterion(feat_before_bn, feat_after_bn, labels, teacher_features)
 
         return _TrainStep()
 
@@ -144,7 +144,9 @@ class BatchStream:
 
 
 class Trainer:
-    def __init__(self, net, criterion, optimizer, scheduler, stream, config, evaluate_fn=None, log=print):
+    def __init__(self, net, criterion, optimizer, scheduler, stream, config, evaluate_fn=None, log=print,
+                 teacher=None):
+        """``teacher``: for distillation, a callable that embeds a batch (NCHW float32 array -> [N, D] array)."""
         import paddle
 
         self.paddle = paddle
@@ -156,6 +158,7 @@ class Trainer:
         self.config = config
         self.evaluate_fn = evaluate_fn
         self.log = log
+        self.teacher = teacher
         self.iteration = 0
         self.last_checkpoint = None
         self.step_layer = TrainStep(net, criterion)
@@ -208,7 +211,8 @@ class Trainer:
         with open(log_path, "a") if self.is_main else open(os.devnull, "w") as log_file:
             for iteration, images, labels, sampler_state in self.stream.iterate(self.iteration, cfg.total_iter_num):
                 lr = self.optimizer.get_lr()
-                result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels))
+                teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
+                result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
                 loss = result["loss"]
                 loss_value = float(loss)
                 if not math.isfinite(loss_value):

@@ -373,3 +373,96 @@ def test_combined_loss_pair_only_on_the_retrieval_embedding():
     assert float(out["loss"]) == pytest.approx(0.5, rel=1e-6)
     with pytest.raises(ValueError):
         L.CombinedLoss()
+
+
+# ----- relational distillation ---------------------------------------------------------------
+
+# Three 2-d images. Teacher cosines: t01 = 0, t02 = 1, t12 = 0; student: s01 = 1, s02 = 0, s12 = 0.
+DISTILL_TEACHER = [[1, 0], [0, 1], [1, 0]]
+DISTILL_STUDENT = [[1, 0], [1, 0], [0, 1]]
+
+
+def test_similarity_distillation_by_hand():
+    # T = 1: each anchor's distribution over its two neighbours is (sigmoid(a - b), sigmoid(b - a)).
+    # anchor 0: P = (1 - e, e), Q = (e, 1 - e) with e = sigmoid(1)   -> KL = (2e - 1) * 1
+    # anchor 1: P = (1/2, 1/2),  Q = (e, 1 - e)                      -> KL = -ln(4 e (1 - e)) / 2
+    # anchor 2: P = (e, 1 - e),  Q = (1/2, 1/2)                      -> KL = e ln(2e) + (1 - e) ln(2 (1 - e))
+    e = 1.0 / (1.0 + math.exp(-1.0))
+    by_hand = ((2 * e - 1) - math.log(4 * e * (1 - e)) / 2 + e * math.log(2 * e) + (1 - e) * math.log(2 * (1 - e))) / 3
+    loss = L.SimilarityDistillationLoss(temperature=1.0)
+    assert float(loss(tensor(DISTILL_STUDENT), tensor(DISTILL_TEACHER))["loss"]) == pytest.approx(by_hand, rel=1e-5)
+    assert by_hand == pytest.approx(0.23106, abs=1e-5)
+    assert float(loss(tensor(DISTILL_TEACHER), tensor(DISTILL_TEACHER))["loss"]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_similarity_distillation_compares_only_cosines():
+    loss = L.SimilarityDistillationLoss(temperature=0.1)
+    reference = float(loss(tensor(DISTILL_STUDENT), tensor(DISTILL_TEACHER))["loss"])
+    # a 4-d teacher with the same cosines, and a student at another scale, give the same loss
+    wider_teacher = np.concatenate([DISTILL_TEACHER, DISTILL_TEACHER], axis=1) * 7.0
+    assert float(loss(tensor(np.asarray(DISTILL_STUDENT) * 0.3), tensor(wider_teacher))["loss"]) == \
+        pytest.approx(reference, rel=1e-5)
+    with pytest.raises(ValueError, match="N >= 3"):
+        loss(tensor(DISTILL_STUDENT[:2]), tensor(DISTILL_TEACHER[:2]))
+    with pytest.raises(ValueError, match=r"temperature \(--distill_temperature\) must be > 0"):
+        L.SimilarityDistillationLoss(temperature=0)
+
+
+def test_similarity_distillation_moves_only_the_student():
+    student, teacher = tensor(DISTILL_STUDENT, grad=True), tensor(DISTILL_TEACHER, grad=True)
+    L.SimilarityDistillationLoss(temperature=0.1)(student, teacher)["loss"].backward()
+    assert np.isfinite(student.grad.numpy()).all() and np.abs(student.grad.numpy()).max() > 0
+    assert teacher.grad is None or not np.abs(teacher.grad.numpy()).any()
+
+
+def test_combined_loss_adds_weighted_distillation_on_the_retrieval_embedding():
+    criterion = L.CombinedLoss(metric=L.TripletLoss(margin=1.5), distillation=L.SimilarityDistillationLoss(1.0),
+                               distillation_weight=2.0)
+    student = np.asarray(DISTILL_STUDENT + [[1, 1]], dtype="float32")
+    teacher = np.asarray(DISTILL_TEACHER + [[1, 1]], dtype="float32")
+    out = criterion(tensor(PAPER_FEATURES), tensor(student), labels_of(PAPER_LABELS), tensor(teacher))
+    distill = float(L.SimilarityDistillationLoss(1.0)(tensor(student), tensor(teacher))["loss"])
+    assert float(out["distill_loss"]) == pytest.approx(distill, rel=1e-6) and distill > 0.05
+    assert float(out["loss"]) == pytest.approx(0.5 + 2.0 * distill, rel=1e-6)  # triplet 0.5 by hand, on before_bn
+    with pytest.raises(ValueError, match="teacher embeddings are needed exactly when"):
+        criterion(tensor(PAPER_FEATURES), tensor(student), labels_of(PAPER_LABELS))
+    assert sorted(L.CombinedLoss(distillation=L.SimilarityDistillationLoss())(
+        tensor(student), tensor(student), labels_of(PAPER_LABELS), tensor(teacher))) == ["loss"]
+
+
+def nearest_neighbour_shares_cluster(features, clusters):
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float((clusters[similarity.argmax(axis=1)] == clusters).mean())
+
+
+def test_distillation_alone_teaches_a_student_what_only_the_teacher_sees():
+    """Six clusters live in 2 of 16 input dimensions; the other 14 are larger noise. The teacher reads the two
+    informative dimensions; a linear student learns, from the teacher's batch rankings alone (no labels), to
+    find the clusters in held-out points."""
+    rng = np.random.default_rng(0)
+    angles = np.arange(6) * np.pi / 3
+
+    def points(n):
+        clusters = rng.integers(0, 6, n)
+        signal = np.stack([np.cos(angles[clusters]), np.sin(angles[clusters])], 1) + 0.1 * rng.normal(size=(n, 2))
+        return np.concatenate([signal, rng.normal(size=(n, 14))], 1).astype("float32"), clusters
+
+    (train, _), (held_out, held_out_clusters) = points(600), points(300)
+    paddle.seed(0)
+    student = paddle.nn.Linear(16, 4)
+    optimizer = paddle.optimizer.Adam(0.01, parameters=student.parameters())
+    loss = L.SimilarityDistillationLoss(temperature=0.1)
+    embed = lambda x: student(paddle.to_tensor(x)).numpy()  # noqa: E731
+    before = nearest_neighbour_shares_cluster(embed(held_out), held_out_clusters)
+    assert nearest_neighbour_shares_cluster(held_out, held_out_clusters) < 0.5  # the raw input hides the clusters
+    assert nearest_neighbour_shares_cluster(held_out[:, :2], held_out_clusters) == 1.0  # the teacher's view
+    for _ in range(300):
+        batch = train[rng.integers(0, len(train), 32)]
+        value = loss(student(paddle.to_tensor(batch)), paddle.to_tensor(batch[:, :2]))["loss"]
+        value.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+    assert before < 0.3
+    assert nearest_neighbour_shares_cluster(embed(held_out), held_out_clusters) > 0.95

@@ -266,3 +266,46 @@ def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model
     fresh = weights_of(experiment.build_trainer(other, train_elem.build_criterion, log=logs.append).criterion)
     assert any(line.startswith("classifier not reused") for line in logs), logs
     assert all(fresh[key].shape != value.shape for key, value in saved.items() if key in fresh)
+
+
+
+def export_teacher(prefix, image_shape):
+    """An exported, untrained PPLCNet: a teacher of another architecture and embedding width than SMALL's."""
+    from metric_learning.model import build_model
+
+    export.export_inference_model(build_model("PPLCNet_x1_0"), prefix, image_shape)
+    return prefix
+
+
+def test_teacher_embeds_every_batch_and_its_loss_is_weighted_in(synthetic_root, tmp_path):
+    teacher = export_teacher(str(tmp_path / "teacher" / "reid"), (3, 64, 32))
+    args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "4", "--display_iter_step", "1",
+                     "--teacher_model", teacher, "--distill_weight", "0.5")
+    logs = []
+    run = experiment.build_trainer(args, train_elem.build_criterion, log=logs.append)
+    run.evaluate_fn = None
+    run.fit()
+    assert any(line.startswith("distilling from %s" % teacher) for line in logs), logs
+    records = [json.loads(line) for line in open(os.path.join(tmp_path, args.model, "train_log.jsonl"))]
+    assert [r["iter"] for r in records] == [1, 2, 3, 4]
+    for record in records:
+        assert 0 < record["distill_loss"] < 100  # a KL divergence between two different rankings: positive, finite
+        assert record["loss"] == pytest.approx(record["softmax_loss"] + 0.5 * record["distill_loss"], abs=2e-5)
+
+
+def test_teacher_that_reads_other_batches_is_a_clear_error(synthetic_root, tmp_path):
+    teacher = export_teacher(str(tmp_path / "teacher" / "reid"), (3, 128, 64))
+    args = elem_args(synthetic_root, tmp_path, "--teacher_model", teacher)  # SMALL trains at 3,64,32
+    with pytest.raises(ValueError, match=r"--teacher_model .*reid takes 3x128x64 input but training batches are "
+                                         r"3,64,32 \(--image_shape\)"):
+        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    config_path = teacher + export.CONFIG_SUFFIX
+    config = json.load(open(config_path))
+    json.dump(dict(config, channel_order="BGR"), open(config_path, "w"))
+    args = elem_args(synthetic_root, tmp_path, "--image_shape", "3,128,64", "--teacher_model", teacher)
+    with pytest.raises(ValueError, match="expects channel_order BGR but training batches have RGB"):
+        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    with pytest.raises(experiment.ConfigError, match="--teacher_model needs the training images"):
+        experiment.build_trainer(elem_args(synthetic_root, tmp_path, "--teacher_model", teacher, "--freeze_stages", "1",
+                                           "--cache_frozen", "True", "--pad", "0", "--erase_prob", "0"),
+                                 train_elem.build_criterion, log=lambda *_: None)
