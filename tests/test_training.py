@@ -148,8 +148,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthe
     run.evaluate_fn = None
     real_forward = run.criterion.forward
 
-    def poisoned(before, after, labels):
-        result = real_forward(before, after, labels)
+    def poisoned(before, after, labels, teacher_features=None):
+        result = real_forward(before, after, labels, teacher_features)
         if run.iteration >= 3:
             result["loss"] = result["loss"] * float("nan")
         return result
