@@ -10,10 +10,6 @@ import numpy as np
 
 from metric_learning import export, transforms
 
-# what the training transform produces (transforms.Normalize), in the terms of an export's .reid.json
-TRAINING_INPUT = {"channel_order": "RGB", "pixel_scale": 1.0 / 255.0, "mean": transforms.IMAGENET_MEAN,
-                  "std": transforms.IMAGENET_STD}
-
 
 def load_teacher(path, image_shape, use_gpu=False, threads=None):
     """The embedder of the exported model at ``path``, checked to read the training batches of ``image_shape``
@@ -24,7 +20,7 @@ def load_teacher(path, image_shape, use_gpu=False, threads=None):
         raise ValueError("--teacher_model %s takes %s input but training batches are %s (--image_shape); export the "
                          "teacher at the student's size" % (path, "x".join(map(str, config["input_shape"])),
                                                             ",".join(map(str, image_shape))))
-    for key, expected in TRAINING_INPUT.items():
+    for key, expected in transforms.NETWORK_INPUT.items():
         value = config[key]
         same = value == expected if isinstance(expected, str) else np.allclose(value, expected, rtol=1e-6)
         if not same:

@@ -20,8 +20,8 @@ import os
 import numpy as np
 import paddle
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from metric_learning import transforms
+
 CONFIG_SUFFIX = ".reid.json"
 CONFIG_KEYS = ("input_name", "input_shape", "channel_order", "pixel_scale", "mean", "std", "feature_dim",
                "l2_normalized")
@@ -91,11 +91,8 @@ def export_inference_model(net, prefix, image_shape, input_name="x", normalize=T
         "params_file": os.path.basename(prefix) + ".pdiparams",
         "input_name": input_name,
         "input_shape": [channels, height, width],
-        "channel_order": "RGB",
+        **transforms.NETWORK_INPUT,
         "layout": "NCHW",
-        "pixel_scale": 1.0 / 255.0,
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
         "feature_dim": int(net.embedding_dim),
         "l2_normalized": bool(normalize),
     }

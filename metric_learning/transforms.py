@@ -18,6 +18,9 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the tensor that Normalize() makes, in the terms an export's .reid.json records for its consumers
+NETWORK_INPUT = {"channel_order": "RGB", "pixel_scale": 1.0 / 255.0, "mean": list(IMAGENET_MEAN),
+                 "std": list(IMAGENET_STD)}
 
 
 def _check_image(image):
