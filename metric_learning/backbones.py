@@ -34,6 +34,10 @@ Where the embedding is taken from (the cut point), per backbone:
   cut is at the last feature map before the pool: GhostNet ``conv_last`` (960),
   MobileNetV3 ``last_second_conv`` (960 large / 576 small), PPLCNet ``blocks6`` (512).
   ``ReIDNet(embedding_size=...)`` adds a trained FC when a wider embedding is wanted.
+- OSNet_x1_0 / x0_75 / x0_5 / x0_25 (ours, ``metric_learning/osnet.py``): after
+  ``conv5`` (512 / 384 / 256 / 128 channels); its fc-512 embedding (Linear, BN,
+  ReLU) stays as ``net.fc`` and ``ReIDNet`` applies it after the pooling, so the
+  embedding is 512-d as in torchreid.
 """
 import types
 from collections import namedtuple
@@ -42,6 +46,8 @@ import numpy as np
 import paddle
 from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
                                             MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
+
+from metric_learning.osnet import OSNET_WIDTHS, build_osnet, osnet_units
 
 _BN_LEGACY_SUFFIX = {"weight": "scale", "bias": "offset", "_mean": "mean", "_variance": "variance"}
 
@@ -186,7 +192,7 @@ def _pplcnet_units(net):
 
 
 def _no_legacy_names(net):
-    """PP-LCNet appeared in PaddleClas 2.3: there are no Paddle 1.x weights to map."""
+    """PP-LCNet appeared in PaddleClas 2.3, OSNet is ours: there are no Paddle 1.x weights to map."""
     return {}
 
 
@@ -210,6 +216,10 @@ BACKBONES = {
     "PPLCNet_x1_0": _Spec(_build_pplcnet, _pplcnet_units, ("avg_pool", "last_conv", "act", "dropout", "flatten", "fc"),
                           512, _no_legacy_names),
 }
+# OSNet (metric_learning/osnet.py) has no classification head to remove: its fc-512
+# embedding is kept as ``net.fc`` and applied by ReIDNet after the pooling.
+BACKBONES.update({name: _Spec(build_osnet(name), osnet_units, (), widths[3], _no_legacy_names)
+                  for name, widths in OSNET_WIDTHS.items()})
 
 
 def _trunk_forward(self, x):

@@ -32,7 +32,11 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(directory, model_state, criterion_state, optimizer_state, trainer_state, config):
-    """Write a checkpoint directory atomically and return its path."""
+    """Write a checkpoint directory atomically and return its path.
+
+    ``optimizer_state`` and ``trainer_state`` None write weights only (converted models):
+    such a checkpoint evaluates, exports and initialises training, but cannot be resumed.
+    """
     import paddle
 
     directory = os.path.abspath(directory)
@@ -42,9 +46,11 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
     try:
         paddle.save(model_state, os.path.join(tmp, MODEL_FILE))
         paddle.save(criterion_state, os.path.join(tmp, CRITERION_FILE))
-        paddle.save(optimizer_state, os.path.join(tmp, OPTIMIZER_FILE))
-        with open(os.path.join(tmp, STATE_FILE), "wb") as f:
-            pickle.dump(trainer_state, f)
+        if optimizer_state is not None:
+            paddle.save(optimizer_state, os.path.join(tmp, OPTIMIZER_FILE))
+        if trainer_state is not None:
+            with open(os.path.join(tmp, STATE_FILE), "wb") as f:
+                pickle.dump(trainer_state, f)
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)
         if os.path.isdir(directory):

@@ -179,7 +179,7 @@ def load_pretrained_criterion(criterion, path, log=print):
 def model_config(args):
     """What config.json records to rebuild the network later (eval, export, fine-tuning)."""
     return {"model": {"model": args.model, "embedding_size": args.embedding_size, "pooling": args.pooling,
-                      "last_stride": args.last_stride},
+                      "last_stride": args.last_stride, "bnneck": args.bnneck},
             "image_shape": list(args.image_shape),
             "loss_name": args.loss_name,
             "argv": sys.argv[1:]}
@@ -221,7 +221,7 @@ def build_trainer(args, build_criterion, log=print):
                                     on_bad_image=args.on_bad_image)
 
     net = build_model(model=args.model, embedding_size=args.embedding_size, pooling=args.pooling,
-                      last_stride=args.last_stride)
+                      last_stride=args.last_stride, bnneck=args.bnneck)
     if args.pretrained_model and not args.checkpoint:
         weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
     if args.freeze_stages:

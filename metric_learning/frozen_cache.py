@@ -40,7 +40,7 @@ class FrozenOutputCache:
         self.flip_prob = float(flip_prob)
         frozen_units = backbone.trunk_units[:backbone.num_frozen_units]
         start = time.time()
-        chunks = []
+        self.maps = None  # [N, 2 (as is, mirrored), C, h, w], allocated once the map shape is known
         for layer in backbone.frozen_layers:  # inference mode, as in training (no Layer.eval(): it is global)
             layer.training = False
         with paddle.no_grad():
@@ -51,8 +51,12 @@ class FrozenOutputCache:
                 for unit in frozen_units:
                     pair = unit(pair)
                 maps = pair.numpy()
-                chunks.append(np.stack([maps[:len(images)], maps[len(images):]], axis=1))
-        self.maps = np.concatenate(chunks)           # [N, 2 (as is, mirrored), C, h, w]
+                if self.maps is None:
+                    # One allocation, filled in place: collecting chunks and concatenating them would
+                    # hold the cache twice at the end (2 x 13.6 GB for OSNet_x0_25's stage 2 on Market).
+                    self.maps = np.empty((len(dataset), 2) + maps.shape[1:], dtype=maps.dtype)
+                self.maps[first:first + len(images), 0] = maps[:len(images)]
+                self.maps[first:first + len(images), 1] = maps[len(images):]
         backbone.frozen_outputs_cached = True
         log("cached the frozen stages' output of %d images and their mirror images: %s float32, %.0f MB, %.1f s"
             % (len(self.maps), "x".join(map(str, self.maps.shape[1:])), self.maps.nbytes / 2 ** 20,

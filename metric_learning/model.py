@@ -6,6 +6,12 @@ Deep Person Re-identification" (CVPRW 2019) / fast-reid's EmbeddingHead:
     f   = FC(pool(backbone(x)))        feat_before_bn: metric losses (triplet...)
     f_b = BN(f), BN bias frozen at 0   feat_after_bn: classifier losses and retrieval
 
+A backbone trained with its own post-pool embedding (OSNet's fc-512: Linear, BN,
+ReLU, as ``backbone.fc``) has it applied right after the pooling, before the
+optional FC. ``bnneck=False`` drops the BNNeck (f_b = f): the head of a network
+trained without one, e.g. torchreid's OSNet, whose classifier and retrieval both
+read the fc-512 output.
+
 The BN bias is frozen because a bias shifts every embedding alike; with a
 classifier on top it only moves the decision boundaries off the origin, which hurts
 the angular (cosine) geometry the retrieval uses. There is no dropout in the head:
@@ -73,48 +79,53 @@ class ReIDNet(nn.Layer):
     """
 
     def __init__(self, backbone_name, embedding_size=0, pooling="avg", last_stride=1, pretrained=None,
-                 gem_p=3.0):
+                 gem_p=3.0, bnneck=True):
         super().__init__()
         if embedding_size is not None and embedding_size < 0:
             raise ValueError("embedding_size must be >= 0 (0 = no FC), got %r" % (embedding_size,))
         self.backbone = build_backbone(backbone_name, last_stride=last_stride, pretrained=pretrained)
         self.pooling = build_pooling(pooling, gem_p)
+        backbone_fc = getattr(self.backbone, "fc", None)
+        # Paddle's Linear weight is [in, out]: the backbone's fc outputs shape[1] features.
+        feature_dim = backbone_fc[0].weight.shape[1] if backbone_fc is not None else self.backbone.out_channels
         if embedding_size:
             # No bias: the BN right after it removes any constant offset anyway.
-            self.embedding = nn.Linear(self.backbone.out_channels, embedding_size, bias_attr=False)
+            self.embedding = nn.Linear(feature_dim, embedding_size, bias_attr=False)
             self.embedding_dim = embedding_size
         else:
             self.embedding = None
-            self.embedding_dim = self.backbone.out_channels
+            self.embedding_dim = feature_dim
         # BN starts as weight 1, bias 0. The bias is frozen with a zero learning rate, not
         # with trainable=False: in Paddle 3.3 a BatchNorm whose bias has stop_gradient gets
         # no gradient for its weight either (tests/test_model.py checks both). It starts at
         # 0, so neither L2 nor decoupled weight decay can move it; need_clip=False keeps
         # its (unused) gradient out of global-norm clipping.
-        self.bnneck = nn.BatchNorm1D(self.embedding_dim,
-                                     bias_attr=paddle.ParamAttr(learning_rate=0.0, need_clip=False))
-        self.description = "ReIDNet(%s, pooling=%s, embedding_dim=%d, last_stride=%d)" % (
-            backbone_name, pooling, self.embedding_dim, last_stride)
+        self.bnneck = nn.BatchNorm1D(self.embedding_dim, bias_attr=paddle.ParamAttr(
+            learning_rate=0.0, need_clip=False)) if bnneck else None
+        self.description = "ReIDNet(%s, pooling=%s, embedding_dim=%d, last_stride=%d%s)" % (
+            backbone_name, pooling, self.embedding_dim, last_stride, "" if bnneck else ", no BNNeck")
 
     def forward_features(self, x):
         feat = self.pooling(self.backbone(x))
+        if getattr(self.backbone, "fc", None) is not None:
+            feat = self.backbone.fc(feat)
         if self.embedding is not None:
             feat = self.embedding(feat)
-        return feat, self.bnneck(feat)
+        return feat, feat if self.bnneck is None else self.bnneck(feat)
 
     def forward(self, x):
         return self.forward_features(x)[1]
 
 
-MODEL_ARGS = ("model", "embedding_size", "pooling", "last_stride", "pretrained_model", "gem_p")
+MODEL_ARGS = ("model", "embedding_size", "pooling", "last_stride", "pretrained_model", "gem_p", "bnneck")
 
 
 def build_model(model="ResNet50_vd", embedding_size=0, pooling="avg", last_stride=1, pretrained_model=None,
-                gem_p=3.0):
+                gem_p=3.0, bnneck=True):
     """``ReIDNet`` from keyword arguments named like the command-line flags
-    (``--model --embedding_size --pooling --last_stride --pretrained_model --gem_p``)."""
+    (``--model --embedding_size --pooling --last_stride --pretrained_model --gem_p --bnneck``)."""
     return ReIDNet(model, embedding_size=embedding_size, pooling=pooling, last_stride=last_stride,
-                   pretrained=pretrained_model, gem_p=gem_p)
+                   pretrained=pretrained_model, gem_p=gem_p, bnneck=bnneck)
 
 
 def build_model_from_args(args):

@@ -46,6 +46,9 @@ def add_model_args(parser):
     group.add_argument("--embedding_size", type=int, default=0,
                        help="FC layer to this size before the BNNeck; 0 keeps the backbone's channels")
     group.add_argument("--pooling", choices=["avg", "gem"], default="avg", help="global pooling of the feature map")
+    group.add_argument("--bnneck", type=str2bool, default=True,
+                       help="BN after the embedding, read by the classifier and retrieval (False: the embedding "
+                            "itself, as torchreid's OSNet is trained)")
     group.add_argument("--last_stride", type=int, choices=[1, 2], default=1,
                        help="stride of the last stage; 1 doubles the final feature map (a standard ReID trick)")
     group.add_argument("--image_shape", type=parse_image_shape, default=(3, 256, 128),

