@@ -33,6 +33,11 @@ def configure_cpu_env(environ=None):
     return chosen
 
 
+def user_cache_dir():
+    """Where compiled kernels and the image-check cache live: ``$XDG_CACHE_HOME/paddle-reid`` (``~/.cache``)."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "paddle-reid")
+
+
 def select_device(use_gpu):
     """Pick 'gpu' or 'cpu' for Paddle; fall back to CPU with one clear warning."""
     import paddle
