@@ -178,15 +178,22 @@ def read_protocol(root, pattern):
 
 
 def evaluate_model(args, log):
-    embed, image_shape, transform = load_embedder(args)
-    common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
+    from metric_learning import images
+
+    # the data first: a bad image is reported before the model loads, and with every other bad one
     if args.test_list:
         from metric_learning import listfile
 
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(args.test_list), args.image_root)
+    else:
+        protocol = read_protocol(args.dataset_root, args.name_pattern)
+        paths = [s.path for s in protocol.query + protocol.gallery]
+    images.check_images(paths, log=log)
+    embed, image_shape, transform = load_embedder(args)
+    common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
+    if args.test_list:
         return evaluation.evaluate_recall(embed, paths, labels, image_shape, ks=args.ranks, metric=args.metric,
                                           **common)
-    protocol = read_protocol(args.dataset_root, args.name_pattern)
     result, q_feats, g_feats = evaluation.evaluate_protocol(embed, protocol, image_shape, return_features=True,
                                                             **common, **scoring_options(args))
     if args.save_features:

@@ -67,6 +67,41 @@ def resolve_data(args, log=print):
                                 % (root, len(protocol.train), num_classes, len(protocol.query), len(protocol.gallery)))
 
 
+def check_data_images(spec, on_bad_image, log=print):
+    """Decode every image the run will read (train, query and gallery, or the lists) before anything else.
+
+    One error names every bad file (:func:`metric_learning.images.check_images`); with ``on_bad_image='skip'``
+    the bad files are left out of every split and counted. Returns the spec to train on.
+    """
+    from metric_learning import images
+
+    protocol = spec.protocol
+    paths = list(spec.train_paths) + list(spec.test_paths or [])
+    if protocol is not None:
+        paths += [s.path for s in protocol.query + protocol.gallery]
+    bad = {path for path, _ in images.check_images(paths, on_bad_image, log)}
+    if not bad:
+        return spec
+
+    def good(path):
+        return os.path.abspath(path) not in bad
+
+    keep = np.array([good(p) for p in spec.train_paths], dtype=bool)
+    if not keep.any():
+        raise images.BadImageError(spec.train_paths[0], "none of the %d training images can be read" % len(keep))
+    spec.train_paths = [p for p, k in zip(spec.train_paths, keep) if k]
+    spec.train_labels = spec.train_labels[keep]
+    if spec.test_paths is not None:
+        test_keep = np.array([good(p) for p in spec.test_paths], dtype=bool)
+        spec.test_paths = [p for p, k in zip(spec.test_paths, test_keep) if k]
+        spec.test_labels = spec.test_labels[test_keep]
+    if protocol is not None:
+        spec.protocol = protocol._replace(train=[s for s in protocol.train if good(s.path)],
+                                          query=[s for s in protocol.query if good(s.path)],
+                                          gallery=[s for s in protocol.gallery if good(s.path)])
+    return spec
+
+
 def check_class_dim(class_dim, num_classes, source):
     """``--class_dim`` may be omitted (0); a wrong value is an error that says the right one."""
     if class_dim and class_dim != num_classes:
@@ -212,7 +247,7 @@ def build_trainer(args, build_criterion, log=print):
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
     paddle.seed(args.seed + rank)
-    spec = resolve_data(args, log)
+    spec = check_data_images(resolve_data(args, log), args.on_bad_image, log)
     log("data: " + spec.description)
     num_classes = check_class_dim(args.class_dim, spec.num_classes, spec.description.split(" (")[0].split(":")[0])
     transform = transforms.build_transforms(args.image_shape, train=True, flip_prob=args.flip_prob, pad=args.pad,

@@ -73,8 +73,10 @@ def read_image_bgr(path):
         raise BadImageError(path, "corrupt image (truncated JPEG: no end-of-image marker)")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:   # e.g. more pixels than OpenCV's CV_IO_MAX_IMAGE_PIXELS
-        raise BadImageError(path, "corrupt image (%s)" % str(exc).strip().splitlines()[-1]) from None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):   # a header announcing a decompression bomb
+            raise BadImageError(path, "image too large (more pixels than OpenCV's CV_IO_MAX_IMAGE_PIXELS)") from None
+        raise BadImageError(path, "corrupt image (%s)" % str(exc).strip().split("error: ")[-1]) from None
     if image is None:
         raise BadImageError(path, "not a readable image file" if head != JPEG_SOI else "corrupt image (JPEG)")
     return image

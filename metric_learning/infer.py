@@ -21,7 +21,7 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
 import numpy as np  # noqa: E402
 
-from metric_learning import evaluation, market, metrics, options  # noqa: E402
+from metric_learning import evaluation, images, market, metrics, options  # noqa: E402
 from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
 from metric_learning.eval import load_embedder  # noqa: E402
 from metric_learning.extractor import Extractor  # noqa: E402
@@ -91,7 +91,6 @@ def build_embed_files(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    embed_files = build_embed_files(args)
     if args.dataset_root:
         protocol = market.load_protocol(args.dataset_root, pattern=args.name_pattern)
         jobs = [("query", [s.path for s in protocol.query]), ("gallery", [s.path for s in protocol.gallery])]
@@ -104,6 +103,8 @@ def main(argv=None):
     else:
         paths, names = read_image_list(args.image_list, args.image_root)
         jobs = [(args.name, paths, names)]
+    images.check_images([path for _, paths, _ in jobs for path in paths])   # every bad file named, before the model loads
+    embed_files = build_embed_files(args)
     for name, paths, names in jobs:
         write_embeddings(args.output_dir, name, embed_files(paths), names)
 
