@@ -39,6 +39,7 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(directory) + ".tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes it private (0700); a checkpoint gets normal permissions
     try:
         paddle.save(model_state, os.path.join(tmp, MODEL_FILE))
         paddle.save(criterion_state, os.path.join(tmp, CRITERION_FILE))
@@ -63,6 +64,12 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
     return directory
 
 
+def _umask():
+    mask = os.umask(0o022)   # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def point_latest(directory):
     """Atomically make ``<parent>/latest`` point at ``directory``."""
     parent = os.path.dirname(os.path.abspath(directory))
@@ -81,7 +88,7 @@ def resolve(path):
         path = os.path.dirname(path)
     if not os.path.isdir(path):
         raise CheckpointError("checkpoint %s does not exist (expected a directory such as "
-                              "save_elem_model/ResNet50_vd/latest)" % path)
+                              "output/ResNet50_vd/latest)" % path)
     if not os.path.isfile(os.path.join(path, MODEL_FILE)) and os.path.isdir(os.path.join(path, LATEST)):
         path = os.path.join(path, LATEST)
     if not os.path.isfile(os.path.join(path, MODEL_FILE)):

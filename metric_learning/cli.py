@@ -35,10 +35,13 @@ def run_cli(main, argv=None):
     import os
     import sys
 
-    from metric_learning.trainer import TrainingDiverged
+    from metric_learning.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         return main(argv)
+    except TrainingInterrupted as stopped:   # a checkpoint was saved; exit as the signal would have
+        print(str(stopped), file=sys.stderr)
+        sys.exit(128 + stopped.signum)
     except (ValueError, FileNotFoundError, TrainingDiverged) as error:
         if os.environ.get("PADDLE_REID_DEBUG"):
             raise

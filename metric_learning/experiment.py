@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metric_learning import checkpoint, listfile, market, synthetic
+from metric_learning import checkpoint, listfile, market, rundir, synthetic
 from metric_learning.runtime import select_device
 
 # Generated on first use when no dataset is given; small enough for a laptop CPU.
@@ -246,6 +246,9 @@ def build_trainer(args, build_criterion, log=print):
 
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
+    if rank == 0:   # the one process that writes the run directory (see Trainer.save)
+        rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume=bool(args.checkpoint),
+                               overwrite=args.overwrite)
     paddle.seed(args.seed + rank)
     spec = check_data_images(resolve_data(args, log), args.on_bad_image, log)
     log("data: " + spec.description)
@@ -295,7 +298,8 @@ def build_trainer(args, build_criterion, log=print):
     optimizer = build_optimizer(args, trainable, scheduler)
     run = RunConfig(total_iter_num=args.total_iter_num, model_save_dir=args.model_save_dir, run_name=args.model,
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
-                    save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,
+                    save_iter_step=args.save_iter_step, save_minutes=args.save_minutes, overwrite=args.overwrite,
+                    seed=args.seed + 1000 * rank,
                     loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
     if args.cache_frozen:
         from metric_learning.frozen_cache import FrozenOutputCache

@@ -85,6 +85,13 @@ def add_train_args(parser, pair):
                        help="evaluate every N iterations (0: only at the end)")
     group.add_argument("--save_iter_step", type=int, default=0,
                        help="checkpoint every N iterations to --model_save_dir/<model>/<iter> (0: only at the end)")
+    group.add_argument("--save_minutes", type=float, default=10.0,
+                       help="also checkpoint whenever this many minutes passed since the last checkpoint, so a crash "
+                            "loses at most that much training (0: only --save_iter_step); SIGTERM and Ctrl-C "
+                            "always save a resumable checkpoint before stopping")
+    group.add_argument("--overwrite", type=str2bool, default=False,
+                       help="True deletes a previous run in <model_save_dir>/<model> and starts over; without it "
+                            "such a directory is refused unless --checkpoint resumes it")
     group.add_argument("--model_save_dir", default="output" if not pair else "save_pair_model",
                        help="checkpoints go to <model_save_dir>/<model>/<iter>, with a 'latest' link")
     group.add_argument("--pretrained_model", default=None,

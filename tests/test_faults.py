@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metric_learning import evaluation, experiment, images, listfile, train_elem, transforms
+from metric_learning import checkpoint, evaluation, experiment, images, listfile, rundir, train_elem, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
@@ -215,3 +215,225 @@ def test_damaged_dataset_trains_with_skip_and_counts_what_it_left_out(damaged_co
     assert train not in run.stream.dataset.paths
     metrics = run.fit()
     assert metrics["num_gallery"] > 0
+
+
+# ----- runs: never overwrite, never mix, never lose more than the last few minutes --------------------------
+def elem_args(synthetic_root, save_dir, *extra):
+    return train_elem.parse_args(SMALL + ["--synthetic_root", synthetic_root, "--model_save_dir", str(save_dir),
+                                          "--test_iter_step", "100000"] + list(extra))
+
+
+def build(synthetic_root, save_dir, *extra, log=quiet):
+    run = experiment.build_trainer(elem_args(synthetic_root, save_dir, *extra), train_elem.build_criterion, log)
+    run.evaluate_fn = None
+    return run
+
+
+def train(synthetic_root, save_dir, *extra, prepare=None):
+    """Build, resume when ``--checkpoint`` is among the flags, and fit, as run_training does: in a fresh name
+    scope, so that optimiser slot names (stored in checkpoints) do not depend on earlier runs."""
+    import paddle
+
+    with paddle.utils.unique_name.guard():
+        run = build(synthetic_root, save_dir, *extra)
+        if prepare:
+            prepare(run)
+        if "--checkpoint" in extra:
+            run.resume(extra[list(extra).index("--checkpoint") + 1])
+        run.fit()
+    return run
+
+
+def weights_of(layer):
+    return {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def log_iterations(run_dir):
+    return [json.loads(line).get("iter") for line in open(os.path.join(run_dir, rundir.LOG_FILE))]
+
+
+MODEL = "MobileNetV3_small_x1_0"
+RESUMABLE = ("--lr", "0.05", "--lr_strategy", "cosine", "--warmup_iter_num", "2", "--erase_prob", "0.5")
+
+
+def test_rerun_into_the_same_directory_is_refused_until_overwrite(synthetic_root, tmp_path):
+    train(synthetic_root, tmp_path, "--total_iter_num", "2", "--display_iter_step", "1")
+    run_dir = os.path.join(tmp_path, MODEL)
+    with pytest.raises(rundir.RunDirError, match=r"%s already holds a run \(checkpoint 2, latest, train_log.jsonl\).*"
+                                                 r"--checkpoint .*latest.*--overwrite True" % run_dir):
+        build(synthetic_root, tmp_path, "--total_iter_num", "3")
+    train(synthetic_root, tmp_path, "--total_iter_num", "3", "--display_iter_step", "1", "--overwrite", "True")
+    assert log_iterations(run_dir) == [1, 2, 3]          # the new run's log only
+    assert rundir.checkpoints_in(run_dir) == [3]          # the old run's checkpoint 2 is gone
+
+
+def test_second_concurrent_run_into_the_same_directory_is_refused(synthetic_root, tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / MODEL
+    run_dir.mkdir()
+    with open(run_dir / rundir.LOCK_FILE, "w") as other:    # another process training there
+        other.write("4242")
+        other.flush()
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(rundir.RunDirError, match=r"another run \(pid 4242\) is writing to .*%s" % MODEL):
+            build(synthetic_root, tmp_path, "--total_iter_num", "2")
+        run = build(synthetic_root, tmp_path / "elsewhere", "--total_iter_num", "2")
+        run.config.model_save_dir = str(tmp_path)             # it got past the early check while the dir was free
+        with pytest.raises(rundir.RunDirError, match=r"another run \(pid 4242\)"):
+            run.fit()
+    assert os.listdir(run_dir) == [rundir.LOCK_FILE]          # nothing of the refused run
+
+
+def test_failure_before_any_checkpoint_leaves_no_directory(synthetic_root, tmp_path, monkeypatch):
+    save_dir = tmp_path / "new" / "models"
+    run = build(synthetic_root, save_dir, "--total_iter_num", "4")
+    monkeypatch.setattr(run.stream, "_make_batch", lambda *_: (_ for _ in ()).throw(MemoryError("out of memory")))
+    with pytest.raises(MemoryError):
+        run.fit()
+    assert not os.path.exists(tmp_path / "new")
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    run = build(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
+    real_forward = run.criterion.forward
+
+    def poisoned(before, after, labels, teacher_features=None):
+        result = real_forward(before, after, labels, teacher_features)
+        if run.iteration >= 3:
+            result["loss"] = result["loss"] * float("nan")
+        return result
+
+    monkeypatch.setattr(run.criterion, "forward", poisoned)
+    with pytest.raises(trainer.TrainingDiverged, match=r"loss became nan at iteration 3.*Last good checkpoint: .*2"):
+        run.fit()
+    run_dir = os.path.join(tmp_path, MODEL)
+    assert os.path.basename(os.path.realpath(os.path.join(run_dir, "latest"))) == "2"
+    assert rundir.checkpoints_in(run_dir) == [2]
+    state = checkpoint.read_training_state(os.path.join(run_dir, "latest"))
+    assert state["trainer"]["iteration"] == 2
+    assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())
+    assert "loss became nan at iteration 3" in open(os.path.join(run_dir, rundir.FAILED_FILE)).read()
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_marks_the_run(synthetic_root, tmp_path,
+                                                                                  monkeypatch):
+    import errno
+
+    import paddle
+
+    run = build(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
+    real_save, calls = paddle.save, []
+
+    def save_until_the_disk_fills(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 5:   # the second checkpoint's optimizer file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(paddle, "save", save_until_the_disk_fills)
+    with pytest.raises(OSError, match="No space left on device"):
+        run.fit()
+    run_dir = os.path.join(tmp_path, MODEL)
+    assert sorted(os.listdir(run_dir)) == sorted(["2", "latest", rundir.LOG_FILE, rundir.FAILED_FILE,
+                                                  rundir.LOCK_FILE])  # no half-written checkpoint 4
+    failed = open(os.path.join(run_dir, rundir.FAILED_FILE)).read()
+    assert "OSError at iteration 4" in failed and "No space left on device" in failed
+    assert "resume with --checkpoint %s" % os.path.join(run_dir, "2") in failed
+
+
+def test_checkpoints_get_normal_permissions(synthetic_root, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train(synthetic_root, tmp_path, "--total_iter_num", "1")
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.join(tmp_path, MODEL, "1")).st_mode & 0o777 == 0o755
+
+
+def test_a_long_run_also_saves_by_time(synthetic_root, tmp_path, monkeypatch):
+    clock = iter(range(0, 10 ** 6, 200))   # every call to time.time() moves 200 s on
+    monkeypatch.setattr(trainer.time, "time", lambda: next(clock))
+    train(synthetic_root, tmp_path, "--total_iter_num", "4", "--save_minutes", "10")
+    saved = rundir.checkpoints_in(os.path.join(tmp_path, MODEL))
+    assert 4 in saved and len(saved) >= 2, saved   # at least one save by time before the final one
+
+
+def test_sigterm_saves_and_the_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_path):
+    import signal
+
+    straight = train(synthetic_root, tmp_path / "a", "--total_iter_num", "6", *RESUMABLE)
+
+    def terminate_during_iteration_4(run):
+        real_step = run.optimizer.step
+
+        def step_then_terminate():
+            real_step()
+            if run.iteration == 3:   # SIGTERM arrives during iteration 4, between two saves
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        run.optimizer.step = step_then_terminate
+
+    with pytest.raises(trainer.TrainingInterrupted, match="stopped by SIGTERM at iteration 4"):
+        train(synthetic_root, tmp_path / "b", "--total_iter_num", "6", "--display_iter_step", "1", *RESUMABLE,
+              prepare=terminate_during_iteration_4)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL   # the handler is gone again
+    run_dir = os.path.join(tmp_path, "b", MODEL)
+    latest = os.path.join(run_dir, "latest")
+    assert os.path.basename(os.path.realpath(latest)) == "4"
+    assert "stopped by SIGTERM at iteration 4" in open(os.path.join(run_dir, rundir.FAILED_FILE)).read()
+    resumed = train(synthetic_root, tmp_path / "b", "--total_iter_num", "6", "--display_iter_step", "1",
+                    "--checkpoint", latest, *RESUMABLE)
+    assert_same_weights(weights_of(straight.net), weights_of(resumed.net))
+    assert not os.path.exists(os.path.join(run_dir, rundir.FAILED_FILE))
+    assert log_iterations(run_dir) == [1, 2, 3, 4, 4, 5, 6]   # the 4 in the middle is the "resumed" record
+
+
+KILL_MID_SAVE = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import metric_learning
+import paddle
+from metric_learning import train_elem
+
+real_save, calls = paddle.save, []
+
+def save_then_die(obj, path, *args, **kwargs):
+    real_save(obj, path, *args, **kwargs)
+    calls.append(path)
+    if len(calls) == 4:   # the second checkpoint has its weights on disk, nothing else
+        os.kill(os.getpid(), signal.SIGKILL)
+
+paddle.save = save_then_die
+train_elem.main(sys.argv[1:])
+"""
+
+
+def test_sigkill_in_the_middle_of_a_checkpoint_resumes_from_the_previous_one(synthetic_root, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "kill_mid_save.py"
+    script.write_text(KILL_MID_SAVE.format(root=ROOT))
+    flags = SMALL + ["--synthetic_root", synthetic_root, "--total_iter_num", "6", "--save_iter_step", "3",
+                     "--test_iter_step", "100000", "--display_iter_step", "1", *RESUMABLE]
+    killed = subprocess.run([sys.executable, str(script), *flags, "--model_save_dir", str(tmp_path / "b")],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run_dir = os.path.join(tmp_path, "b", MODEL)
+    assert os.path.basename(os.path.realpath(os.path.join(run_dir, "latest"))) == "3"
+    assert any(name.startswith(".6.tmp-") for name in os.listdir(run_dir))   # the save it died in
+    latest = os.path.join(run_dir, "latest")
+    assert log_iterations(run_dir) == [1, 2, 3, 4, 5, 6]
+    resumed = train(synthetic_root, tmp_path / "b", "--total_iter_num", "6", "--save_iter_step", "3",
+                    "--display_iter_step", "1", "--checkpoint", latest, *RESUMABLE)
+    assert log_iterations(run_dir) == [1, 2, 3, 3, 4, 5, 6]   # iterations 4-6 of the killed run are dropped
+    assert [name for name in os.listdir(run_dir) if name.startswith(".") and name != rundir.LOCK_FILE] == []
+    straight = train(synthetic_root, tmp_path / "a", "--total_iter_num", "6", *RESUMABLE)
+    assert_same_weights(weights_of(straight.net), weights_of(resumed.net))
