@@ -437,3 +437,24 @@ def test_sigkill_in_the_middle_of_a_checkpoint_resumes_from_the_previous_one(syn
     assert [name for name in os.listdir(run_dir) if name.startswith(".") and name != rundir.LOCK_FILE] == []
     straight = train(synthetic_root, tmp_path / "a", "--total_iter_num", "6", *RESUMABLE)
     assert_same_weights(weights_of(straight.net), weights_of(resumed.net))
+
+
+# ----- checkpoints from elsewhere ------------------------------------------------------------------------------
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_trainer_state_is_refused_naming_the_file(synthetic_root, tmp_path, monkeypatch):
+    import pickle
+
+    train(synthetic_root, tmp_path, "--total_iter_num", "1")
+    state_file = os.path.join(tmp_path, MODEL, "1", checkpoint.STATE_FILE)
+    assert checkpoint.read_trainer_state(state_file)["iteration"] == 1   # our own state reads back
+    with open(state_file, "wb") as f:
+        pickle.dump(RunsCode(), f)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match=r"%s is not a trainer state.*refusing posix.system"
+                                                         % state_file):
+        checkpoint.read_training_state(os.path.join(tmp_path, MODEL, "latest"))
+    assert not os.path.exists(tmp_path / "pwned")
