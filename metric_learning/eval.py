@@ -24,7 +24,7 @@ import warnings  # noqa: E402
 
 from metric_learning import evaluation, metrics  # noqa: E402
 from metric_learning import rerank as reranking  # noqa: E402
-from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.cli import add_verbose_flag, checkpoint_path, parse_image_shape, run_cli, str2bool  # noqa: E402
 
 DEFAULT_IMAGE_SHAPE = (3, 256, 128)
 FEATURE_FLAGS = ("query_feats", "gallery_feats", "query_list", "gallery_list")
@@ -50,6 +50,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=_HelpFormatter)
+    add_verbose_flag(parser)
     feats = parser.add_argument_group("precomputed features (any model, any framework)")
     feats.add_argument("--query_feats", help="query features, a float [Q, D] .npy file")
     feats.add_argument("--gallery_feats", help="gallery features, a float [G, D] .npy file")
@@ -57,7 +58,7 @@ def build_parser():
     feats.add_argument("--gallery_list", help="gallery image file names, one per line, in the rows' order")
 
     model = parser.add_argument_group("model input")
-    model.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
+    model.add_argument("--checkpoint", type=checkpoint_path, help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
     model.add_argument("--inference_model", help="an exported inference model prefix or directory, or its .onnx file "
                                                   "(export_model.py; .onnx runs on ONNX Runtime)")
     model.add_argument("--dataset_root", help="dataset in the Market-1501 layout: evaluate query vs bounding_box_test")

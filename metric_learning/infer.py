@@ -22,7 +22,7 @@ import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before 
 import numpy as np  # noqa: E402
 
 from metric_learning import evaluation, images, market, metrics, options  # noqa: E402
-from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.cli import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
 from metric_learning.eval import load_embedder  # noqa: E402
 from metric_learning.extractor import Extractor  # noqa: E402
 
@@ -30,7 +30,7 @@ from metric_learning.extractor import Extractor  # noqa: E402
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/<model>/latest)")
+    source.add_argument("--checkpoint", type=checkpoint_path, help="a training checkpoint directory (e.g. output/<model>/latest)")
     source.add_argument("--inference_model", help="an exported model (export_model.py): its prefix or directory "
                                                   "(Paddle Inference) or its .onnx file (ONNX Runtime)")
     images = parser.add_mutually_exclusive_group(required=True)
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     images.add_argument("--dataset_root", help="a Market-1501-style root: embed its query and gallery sets")
     parser.add_argument("--image_root", default="", help="root of the relative paths in --image_list")
     parser.add_argument("--name_pattern", default="market1501", help="file-name pattern for --dataset_root")
-    parser.add_argument("--output_dir", default="features", help="where <name>.npy and <name>.txt are written")
+    parser.add_argument("--output_dir", default=in_repo("features"), help="where <name>.npy and <name>.txt are written")
     parser.add_argument("--name", default="images", help="base name of the output files (not for --dataset_root)")
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,
                         help="C,H,W (default: the checkpoint's training shape or the exported model's input)")

@@ -458,3 +458,34 @@ def test_malicious_trainer_state_is_refused_naming_the_file(synthetic_root, tmp_
                                                          % state_file):
         checkpoint.read_training_state(os.path.join(tmp_path, MODEL, "latest"))
     assert not os.path.exists(tmp_path / "pwned")
+
+
+# ----- flags: checked first, before any data is generated, read or written -------------------------------------
+def test_unknown_model_is_refused_before_the_synthetic_set_is_generated(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_elem.main(["--model", "NoSuchNet", "--synthetic_root", str(tmp_path / "synthetic")])
+    assert "argument --model: unknown backbone 'NoSuchNet'; choose one of: ResNet50_vd" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "synthetic")
+
+
+def test_missing_checkpoint_is_the_first_complaint_of_eval(capsys):
+    from metric_learning import eval as eval_script
+
+    with pytest.raises(SystemExit):
+        eval_script.parse_args(["--checkpoint", "/nonexistent"])   # no dataset flag either
+    error = capsys.readouterr().err.strip().splitlines()[-1]   # after the usage lines
+    assert "error: argument --checkpoint: checkpoint /nonexistent does not exist" in error
+
+
+def test_run_from_inside_the_package_writes_nothing_there(tmp_path, monkeypatch):
+    from metric_learning import export_model, infer, train_pair
+
+    (tmp_path / checkpoint.MODEL_FILE).write_bytes(b"")   # enough for --checkpoint's parse-time check
+    monkeypatch.chdir(os.path.join(ROOT, "metric_learning"))
+    defaults = [train_elem.parse_args([]).synthetic_root, train_elem.parse_args([]).model_save_dir,
+                train_pair.parse_args([]).model_save_dir,
+                infer.parse_args(["--inference_model", "m", "--image_dir", "x"]).output_dir,
+                export_model.parse_args(["--checkpoint", str(tmp_path)]).output]
+    assert defaults == [os.path.join(ROOT, *parts) for parts in (("data", "synthetic"), ("output",),
+                                                                 ("save_pair_model",), ("features",),
+                                                                 ("inference_model", "reid"))]
