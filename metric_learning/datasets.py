@@ -19,8 +19,9 @@ transform's target size (``transform.resize``), so later epochs skip file I/O, J
 the random augmentation still runs on every read. Memory is ``N * H * W * 3`` bytes: Market-1501's 12,936
 training images take 318 MB at 128x64 and 1.27 GB at 256x128 (its files are 128x64, so at 256x128 the
 cache holds the upscaled copies). ``cache_nbytes`` reports the current size. benchmarks/data_pipeline.py on
-Market-1501, one process on this project's 2-core machine: a training item costs 0.45 ms from disk and
-0.17 ms from the cache at 128x64 (0.72 / 0.38 ms at 256x128); the cache saves decoding, not augmentation.
+Market-1501 (measured with the earlier Pillow decoder), one process on this project's 2-core machine: a
+training item costs 0.45 ms from disk and 0.17 ms from the cache at 128x64 (0.72 / 0.38 ms at 256x128); the
+cache saves decoding, not augmentation.
 
 With ``DataLoader(num_workers=0)`` (the main process does the reading) the cache fills during the first
 epoch. With workers, each worker process gets its own copy of the dataset: a cache filled inside a worker

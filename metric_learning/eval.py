@@ -2,7 +2,7 @@
 
 Standard protocol (query vs gallery, same-id-same-camera and junk ignored), from a model:
     python metric_learning/eval.py --checkpoint output/ResNet50_vd/latest --dataset_root ../shared/datasets/Market-1501-v15.09.15
-    python metric_learning/eval.py --inference_model export/reid --dataset_root ... --rerank True --per_camera True
+    python metric_learning/eval.py --inference_model inference_model/reid --dataset_root ... --rerank True --per_camera True
 from precomputed features of any model (one image file name per line, in row order):
     python metric_learning/eval.py --query_feats q.npy --gallery_feats g.npy --query_list q.txt --gallery_list g.txt --json m.json
 Classic leave-one-out Recall@K over a list file (prints test_recall):
@@ -58,7 +58,8 @@ def build_parser():
     feats.add_argument("--gallery_list", help="gallery image file names, one per line, in the rows' order")
 
     model = parser.add_argument_group("model input")
-    model.add_argument("--checkpoint", type=checkpoint_path, help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
+    model.add_argument("--checkpoint", type=checkpoint_path,
+                       help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
     model.add_argument("--inference_model", help="an exported inference model prefix or directory, or its .onnx file "
                                                   "(export_model.py; .onnx runs on ONNX Runtime)")
     model.add_argument("--dataset_root", help="dataset in the Market-1501 layout: evaluate query vs bounding_box_test")

@@ -25,8 +25,10 @@ PARITY_BATCH = 8
 
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, type=checkpoint_path, help="checkpoint directory (e.g. output/<model>/latest)")
-    parser.add_argument("--output", default=in_repo("inference_model", "reid"), help="output prefix: <output>.json etc.")
+    parser.add_argument("--checkpoint", required=True, type=checkpoint_path,
+                        help="checkpoint directory (e.g. output/<model>/latest)")
+    parser.add_argument("--output", default=in_repo("inference_model", "reid"),
+                        help="output prefix: <output>.json etc.")
     parser.add_argument("--input_name", default="x",
                         help="name of the input tensor: %s" % "; ".join("%s = %s" % kv for kv in export.INPUT_NAMES.items()))
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,

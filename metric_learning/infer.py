@@ -30,7 +30,8 @@ from metric_learning.extractor import Extractor  # noqa: E402
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=checkpoint_path, help="a training checkpoint directory (e.g. output/<model>/latest)")
+    source.add_argument("--checkpoint", type=checkpoint_path,
+                        help="a training checkpoint directory (e.g. output/<model>/latest)")
     source.add_argument("--inference_model", help="an exported model (export_model.py): its prefix or directory "
                                                   "(Paddle Inference) or its .onnx file (ONNX Runtime)")
     images = parser.add_mutually_exclusive_group(required=True)
@@ -103,7 +104,8 @@ def main(argv=None):
     else:
         paths, names = read_image_list(args.image_list, args.image_root)
         jobs = [(args.name, paths, names)]
-    images.check_images([path for _, paths, _ in jobs for path in paths])   # every bad file named, before the model loads
+    # every bad file named at once, before the model loads
+    images.check_images([path for _, paths, _ in jobs for path in paths])
     embed_files = build_embed_files(args)
     for name, paths, names in jobs:
         write_embeddings(args.output_dir, name, embed_files(paths), names)
