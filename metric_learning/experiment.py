@@ -247,7 +247,7 @@ def build_trainer(args, build_criterion, log=print):
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
     if rank == 0:   # the one process that writes the run directory (see Trainer.save)
-        rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume=bool(args.checkpoint),
+        rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume_from=args.checkpoint,
                                overwrite=args.overwrite)
     paddle.seed(args.seed + rank)
     spec = check_data_images(resolve_data(args, log), args.on_bad_image, log)

@@ -3,7 +3,8 @@
 Rules (issue 16: reruns silently overwrote checkpoints and interleaved two runs in one log):
 
 - A directory that already holds a run (a checkpoint, a ``latest`` link, a ``train_log.jsonl`` or a
-  ``FAILED`` marker) is refused unless the run resumes (``--checkpoint``) or ``--overwrite True`` clears it.
+  ``FAILED`` marker) is refused unless the run resumes one of its checkpoints (``--checkpoint``) or
+  ``--overwrite True`` clears it.
 - While a run trains it holds an exclusive ``flock`` on ``<run>/.lock``; a second process writing to the
   same directory is refused, whatever its flags.
 - Resuming keeps the log's records up to the resumed iteration and drops the later ones (they belong to
@@ -75,14 +76,23 @@ def _locked_by(run_dir):
     return None
 
 
-def check_can_start(run_dir, resume, overwrite):
-    """Refuse early (before data and model are built) what :meth:`RunDir.acquire` would refuse."""
+def _resumes_own(run_dir, checkpoint_path):
+    """Whether ``checkpoint_path`` is one of ``run_dir``'s checkpoints (resuming another run there would mix)."""
+    real = os.path.realpath(checkpoint_path)
+    return os.path.dirname(real) == os.path.realpath(run_dir) or real == os.path.realpath(run_dir)
+
+
+def check_can_start(run_dir, resume_from=None, overwrite=False):
+    """Refuse early (before data and model are built) what :meth:`RunDir.acquire` would refuse.
+
+    ``resume_from``: the ``--checkpoint`` a resumed run continues from (None for a fresh run).
+    """
     pid = _locked_by(run_dir)
     if pid is not None:
         raise RunDirError("another run (pid %s) is writing to %s; wait for it to finish or choose another "
                           "--model_save_dir" % (pid, run_dir))
     found = run_contents(run_dir)
-    if found and not resume and not overwrite:
+    if found and not overwrite and not (resume_from and _resumes_own(run_dir, resume_from)):
         raise _refusal(run_dir, found)
 
 
@@ -95,10 +105,11 @@ class RunDir:
         self._lock = None
         self._created = []
 
-    def acquire(self, resume_iteration=None, overwrite=False):
+    def acquire(self, resume_from=None, resume_iteration=None, overwrite=False):
         """Take the directory: lock it, check it may be written, tidy what a killed process left.
 
-        ``resume_iteration``: the iteration a resumed run continues from (None for a fresh run).
+        ``resume_from`` / ``resume_iteration``: the checkpoint a resumed run continues from and its iteration
+        (None for a fresh run).
         """
         missing, parent = [], self.path
         while not os.path.isdir(parent):
@@ -121,18 +132,19 @@ class RunDir:
         lock.flush()
         self._lock = lock
         try:
-            self._prepare(resume_iteration, overwrite)
+            self._prepare(resume_from, resume_iteration, overwrite)
         except BaseException:
             self.release()
             raise
         return self
 
-    def _prepare(self, resume_iteration, overwrite):
+    def _prepare(self, resume_from, resume_iteration, overwrite):
         for name in os.listdir(self.path):
             if _STALE.match(name):   # a checkpoint or link half-written by a killed process
                 _remove(os.path.join(self.path, name))
         found = run_contents(self.path)
-        if found and resume_iteration is None:
+        own = resume_from is not None and _resumes_own(self.path, resume_from)
+        if found and not own:
             if not overwrite:
                 raise _refusal(self.path, found)
             for name in os.listdir(self.path):

@@ -224,7 +224,8 @@ class Trainer:
         """Train until ``total_iter_num``; returns the last evaluation metrics (or {})."""
         run_dir = RunDir(self.config.run_dir)
         if self.is_main:
-            run_dir.acquire(self.resumed_from, self.config.overwrite)
+            run_dir.acquire(self.last_checkpoint if self.resumed_from is not None else None, self.resumed_from,
+                            self.config.overwrite)
         stop = {"signum": None}
         handlers = self._install_stop_handlers(stop)
         try:

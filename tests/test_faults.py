@@ -271,6 +271,10 @@ def test_rerun_into_the_same_directory_is_refused_until_overwrite(synthetic_root
     train(synthetic_root, tmp_path, "--total_iter_num", "3", "--display_iter_step", "1", "--overwrite", "True")
     assert log_iterations(run_dir) == [1, 2, 3]          # the new run's log only
     assert rundir.checkpoints_in(run_dir) == [3]          # the old run's checkpoint 2 is gone
+    train(synthetic_root, tmp_path / "other", "--total_iter_num", "1")
+    with pytest.raises(rundir.RunDirError, match="already holds a run"):   # resuming another run there would mix
+        build(synthetic_root, tmp_path, "--total_iter_num", "4", "--checkpoint",
+              os.path.join(tmp_path, "other", MODEL, "latest"))
 
 
 def test_second_concurrent_run_into_the_same_directory_is_refused(synthetic_root, tmp_path):
