@@ -86,15 +86,16 @@ def check_data_images(spec, on_bad_image, log=print):
     def good(path):
         return os.path.abspath(path) not in bad
 
-    keep = np.array([good(p) for p in spec.train_paths], dtype=bool)
-    if not keep.any():
-        raise images.BadImageError(spec.train_paths[0], "none of the %d training images can be read" % len(keep))
-    spec.train_paths = [p for p, k in zip(spec.train_paths, keep) if k]
-    spec.train_labels = spec.train_labels[keep]
+    def readable(paths, labels):
+        keep = np.array([good(p) for p in paths], dtype=bool)
+        return [p for p, k in zip(paths, keep) if k], labels[keep]
+
+    if not any(good(p) for p in spec.train_paths):
+        raise images.BadImageError(spec.train_paths[0], "none of the %d training images can be read"
+                                   % len(spec.train_paths))
+    spec.train_paths, spec.train_labels = readable(spec.train_paths, spec.train_labels)
     if spec.test_paths is not None:
-        test_keep = np.array([good(p) for p in spec.test_paths], dtype=bool)
-        spec.test_paths = [p for p, k in zip(spec.test_paths, test_keep) if k]
-        spec.test_labels = spec.test_labels[test_keep]
+        spec.test_paths, spec.test_labels = readable(spec.test_paths, spec.test_labels)
     if protocol is not None:
         spec.protocol = protocol._replace(train=[s for s in protocol.train if good(s.path)],
                                           query=[s for s in protocol.query if good(s.path)],

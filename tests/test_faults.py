@@ -362,8 +362,13 @@ def test_checkpoints_get_normal_permissions(synthetic_root, tmp_path):
 
 
 def test_a_long_run_also_saves_by_time(synthetic_root, tmp_path, monkeypatch):
-    clock = iter(range(0, 10 ** 6, 200))   # every call to time.time() moves 200 s on
-    monkeypatch.setattr(trainer.time, "time", lambda: next(clock))
+    import itertools
+    import time
+    import types
+
+    clock = itertools.count(0, 200)   # every reading of the trainer's clock moves 200 s on (only the trainer's)
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=lambda: next(clock), strftime=time.strftime,
+                                                               gmtime=time.gmtime))
     train(synthetic_root, tmp_path, "--total_iter_num", "4", "--save_minutes", "10")
     saved = rundir.checkpoints_in(os.path.join(tmp_path, MODEL))
     assert 4 in saved and len(saved) >= 2, saved   # at least one save by time before the final one
