@@ -13,9 +13,11 @@ Both are ``setdefault``: a value already in the environment always wins.
 """
 import warnings as _warnings
 
-from metric_learning.runtime import configure_cpu_env as _configure_cpu_env
+from metric_learning import runtime as _runtime
 
-_configure_cpu_env()
+_runtime.configure_cpu_env()
+if not _runtime.verbose_requested():
+    _runtime.quiet_third_party()
 # Paddle warns at import that ccache (a C++ build cache for custom operators) is
 # missing; we build no custom operators, so the message is only noise for users.
 _warnings.filterwarnings("ignore", message="No ccache found")

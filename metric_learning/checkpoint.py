@@ -5,7 +5,8 @@ A checkpoint is a directory ``<model_save_dir>/<model>/<iter>/`` holding
     model.pdparams      the ReIDNet weights (backbone + head)
     criterion.pdparams  weights owned by the loss (classifier / ArcMargin), may be empty
     optimizer.pdopt     optimizer slots (momentum, Adam moments)
-    trainer_state.pkl   iteration, LR-schedule state, sampler state, RNG states
+    trainer_state.pkl   iteration, LR-schedule state, sampler state (plain data; read back with a
+                        restricted unpickler that refuses any class or function, so it cannot run code)
     config.json         everything needed to rebuild the model (backbone, head, input shape)
 
 It is first written to a hidden sibling directory and then renamed into place, so
@@ -43,6 +44,7 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(directory) + ".tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes it private (0700); a checkpoint gets normal permissions
     try:
         paddle.save(model_state, os.path.join(tmp, MODEL_FILE))
         paddle.save(criterion_state, os.path.join(tmp, CRITERION_FILE))
@@ -69,6 +71,12 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
     return directory
 
 
+def _umask():
+    mask = os.umask(0o022)   # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def point_latest(directory):
     """Atomically make ``<parent>/latest`` point at ``directory``."""
     parent = os.path.dirname(os.path.abspath(directory))
@@ -87,7 +95,7 @@ def resolve(path):
         path = os.path.dirname(path)
     if not os.path.isdir(path):
         raise CheckpointError("checkpoint %s does not exist (expected a directory such as "
-                              "save_elem_model/ResNet50_vd/latest)" % path)
+                              "output/ResNet50_vd/latest)" % path)
     if not os.path.isfile(os.path.join(path, MODEL_FILE)) and os.path.isdir(os.path.join(path, LATEST)):
         path = os.path.join(path, LATEST)
     if not os.path.isfile(os.path.join(path, MODEL_FILE)):
@@ -100,6 +108,29 @@ def read_config(path):
         return json.load(f)
 
 
+class _TrainerStateUnpickler(pickle.Unpickler):
+    """Plain data only (dicts, lists, numbers, strings; numpy scalars of older checkpoints): a pickle naming any
+    other class or function, e.g. ``os.system`` through ``__reduce__``, is refused before anything runs."""
+
+    ALLOWED = {("collections", "OrderedDict"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError("refusing %s.%s: a trainer state holds only plain data" % (module, name))
+
+
+def read_trainer_state(path):
+    """The trainer state pickle of a checkpoint (iteration, LR schedule, sampler), read without running code."""
+    try:
+        with open(path, "rb") as f:
+            return _TrainerStateUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError("%s is not a trainer state this code wrote, refused (%s); only load checkpoints "
+                              "you trust" % (path, exc)) from None
+
+
 def read_training_state(path):
     """Everything needed to resume training exactly: weights, optimizer, trainer state, config."""
     import paddle
@@ -109,8 +140,7 @@ def read_training_state(path):
                if not os.path.isfile(os.path.join(path, name))]
     if missing:
         raise CheckpointError("checkpoint %s cannot be resumed: missing %s" % (path, ", ".join(missing)))
-    with open(os.path.join(path, STATE_FILE), "rb") as f:
-        trainer_state = pickle.load(f)
+    trainer_state = read_trainer_state(os.path.join(path, STATE_FILE))
     return {
         "path": path,
         "model": paddle.load(os.path.join(path, MODEL_FILE)),

@@ -1,5 +1,34 @@
-"""Shared command-line helpers: the classic notebook's flag conventions."""
+"""Shared command-line helpers: the classic notebook's flag conventions, checks that run at parse time."""
 import argparse
+import os
+
+# Default output paths are anchored here, whatever the working directory: the scripts also run from inside
+# metric_learning/ (the notebook way), and must not write into the package there.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def in_repo(*parts):
+    """A default path inside the repository (``in_repo("output")`` is ``<repo>/output``)."""
+    return os.path.join(REPO_ROOT, *parts)
+
+
+def add_verbose_flag(parser):
+    """``--verbose``; it acts at import time (see :func:`metric_learning.runtime.verbose_requested`)."""
+    from metric_learning.runtime import VERBOSE_FLAG, VERBOSE_HELP
+
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
+    return parser
+
+
+def checkpoint_path(value):
+    """argparse type of ``--checkpoint``: a missing or foreign checkpoint is the first error, before any work."""
+    from metric_learning import checkpoint
+
+    try:
+        checkpoint.resolve(value)
+    except checkpoint.CheckpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def str2bool(value):
@@ -32,13 +61,15 @@ def run_cli(main, argv=None):
     naming the file, line or flag at fault; that message is what the user needs.
     Set PADDLE_REID_DEBUG=1 to see the full traceback.
     """
-    import os
     import sys
 
-    from metric_learning.trainer import TrainingDiverged
+    from metric_learning.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         return main(argv)
+    except TrainingInterrupted as stopped:   # a checkpoint was saved; exit as the signal would have
+        print(str(stopped), file=sys.stderr)
+        sys.exit(128 + stopped.signum)
     except (ValueError, FileNotFoundError, TrainingDiverged) as error:
         if os.environ.get("PADDLE_REID_DEBUG"):
             raise

@@ -1,27 +1,27 @@
 """``paddle.io.Dataset`` over image files: decoding, bad-image handling and a decoded-image cache.
 
-Decoding uses Pillow rather than ``cv2.imread``: OpenCV silently returns a half-grey image for a truncated
-JPEG (it only prints "Premature end of JPEG file"), Pillow raises, so a damaged file is reported instead of
-being trained on. Images come out as HWC uint8 RGB.
+Images are decoded by :mod:`metric_learning.images` (OpenCV, with an explicit truncated-JPEG check) into
+HWC uint8 RGB.
 
-Bad images (missing, truncated, not an image):
+Bad images (missing, truncated, not an image) are found when the dataset is built: every file is decoded
+once by :func:`metric_learning.images.check_images`, in parallel and cached by (path, size, mtime), so a
+second run only ``stat`` s them.
 
-- ``on_bad_image='raise'`` (default): missing files are reported when the dataset is built (one cheap
-  ``stat`` per file); a file that exists but does not decode raises :class:`BadImageError` when it is read.
-- ``on_bad_image='skip'``: every file is decoded once when the dataset is built (0.3 ms per Market-1501
-  image, ~4 s for its training split; benchmarks/data_pipeline.py) and the bad ones are dropped, so
-  ``len()``, ``labels`` and the samplers built from them never see a hole; labels are kept as given, not
-  renumbered. ``num_skipped``, ``skipped_paths`` and ``kept_indices`` (the surviving positions in the input
-  lists, to filter pids/camids alongside) report what happened. With ``cache=True`` the checked images go
-  straight into the cache, so nothing is decoded twice.
+- ``on_bad_image='raise'`` (default): one :class:`BadImagesError` names every bad file (the first 20 and a
+  count).
+- ``on_bad_image='skip'``: the bad files are dropped, so ``len()``, ``labels`` and the samplers built from
+  them never see a hole; labels are kept as given, not renumbered. ``num_skipped``, ``skipped_paths`` and
+  ``kept_indices`` (the surviving positions in the input lists, to filter pids/camids alongside) report
+  what happened.
 
 Decoded-image cache (``cache=True``): the first read of each image stores it after resizing to the
 transform's target size (``transform.resize``), so later epochs skip file I/O, JPEG decoding and resizing;
 the random augmentation still runs on every read. Memory is ``N * H * W * 3`` bytes: Market-1501's 12,936
 training images take 318 MB at 128x64 and 1.27 GB at 256x128 (its files are 128x64, so at 256x128 the
 cache holds the upscaled copies). ``cache_nbytes`` reports the current size. benchmarks/data_pipeline.py on
-Market-1501, one process on this project's 2-core machine: a training item costs 0.45 ms from disk and
-0.17 ms from the cache at 128x64 (0.72 / 0.38 ms at 256x128); the cache saves decoding, not augmentation.
+Market-1501 (measured with the earlier Pillow decoder), one process on this project's 2-core machine: a
+training item costs 0.45 ms from disk and 0.17 ms from the cache at 128x64 (0.72 / 0.38 ms at 256x128); the
+cache saves decoding, not augmentation.
 
 With ``DataLoader(num_workers=0)`` (the main process does the reading) the cache fills during the first
 epoch. With workers, each worker process gets its own copy of the dataset: a cache filled inside a worker
@@ -39,34 +39,9 @@ import warnings
 
 import numpy as np
 import paddle
-from PIL import Image
 
 from metric_learning import listfile
-
-BAD_IMAGE_POLICIES = ("raise", "skip")
-
-
-class BadImageError(ValueError):
-    """An image file is missing or cannot be decoded; ``.path`` is the file."""
-
-    def __init__(self, path, reason):
-        super().__init__("bad image %r: %s" % (str(path), reason))
-        self.path = path
-
-
-def read_image(path):
-    """Decode ``path`` into an HWC uint8 RGB array, or raise :class:`BadImageError` naming the file."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))  # convert() forces the full decode: truncation raises here
-    except FileNotFoundError:
-        raise BadImageError(path, "file does not exist") from None
-    except IsADirectoryError:
-        raise BadImageError(path, "is a directory") from None
-    except Image.UnidentifiedImageError:
-        raise BadImageError(path, "not a readable image file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's "image file is truncated", "broken PNG file", ...
-        raise BadImageError(path, "corrupt image (%s)" % exc) from None
+from metric_learning.images import BadImageError, check_images, read_image
 
 
 class ImageDataset(paddle.io.Dataset):
@@ -78,8 +53,6 @@ class ImageDataset(paddle.io.Dataset):
 
     def __init__(self, paths, labels, transform, cache=False, on_bad_image="raise"):
         super().__init__()
-        if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError("on_bad_image must be one of %s, got %r" % (BAD_IMAGE_POLICIES, on_bad_image))
         paths = [str(p) for p in paths]
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if len(paths) != len(labels):
@@ -88,41 +61,17 @@ class ImageDataset(paddle.io.Dataset):
             raise ValueError("ImageDataset needs at least one image")
         self.transform = transform
         self.cache = cache
-        self.skipped_paths = []
-        if on_bad_image == "skip":
-            kept, images = self._decode_all_keeping_good(paths)
-        else:
-            self._check_files_exist(paths)
-            kept, images = np.arange(len(paths)), None
-        self.kept_indices = kept
+        bad = {path for path, _ in check_images(paths, on_bad_image)}
+        kept = [i for i, path in enumerate(paths) if os.path.abspath(path) not in bad]
+        if not kept:
+            raise BadImageError(paths[0], "none of the %d images could be read" % len(paths))
+        self.skipped_paths = [path for path in paths if os.path.abspath(path) in bad]
+        if self.skipped_paths:
+            warnings.warn("skipped %d unreadable images, e.g. %s" % (len(self.skipped_paths), self.skipped_paths[0]))
+        self.kept_indices = np.asarray(kept, dtype=np.int64)
         self.paths = [paths[i] for i in kept]
         self.labels = labels[kept]
         self._cache = [None] * len(self.paths)
-        if cache and images is not None:
-            self._cache = images
-
-    @staticmethod
-    def _check_files_exist(paths):
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise BadImageError(missing[0], "file does not exist (%d of %d files are missing)"
-                                % (len(missing), len(paths)))
-
-    def _decode_all_keeping_good(self, paths):
-        kept, images = [], []
-        for i, path in enumerate(paths):
-            try:
-                image = self._prepare(read_image(path))
-            except BadImageError:
-                self.skipped_paths.append(path)
-                continue
-            kept.append(i)
-            images.append(image if self.cache else None)
-        if not kept:
-            raise BadImageError(paths[0], "none of the %d images could be read" % len(paths))
-        if self.skipped_paths:
-            warnings.warn("skipped %d unreadable images, e.g. %s" % (len(self.skipped_paths), self.skipped_paths[0]))
-        return np.asarray(kept, dtype=np.int64), images
 
     def _prepare(self, image):
         """The cacheable part: resize to the transform's target size when it has one."""

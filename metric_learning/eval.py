@@ -2,7 +2,7 @@
 
 Standard protocol (query vs gallery, same-id-same-camera and junk ignored), from a model:
     python metric_learning/eval.py --checkpoint output/ResNet50_vd/latest --dataset_root ../shared/datasets/Market-1501-v15.09.15
-    python metric_learning/eval.py --inference_model export/reid --dataset_root ... --rerank True --per_camera True
+    python metric_learning/eval.py --inference_model inference_model/reid --dataset_root ... --rerank True --per_camera True
 from precomputed features of any model (one image file name per line, in row order):
     python metric_learning/eval.py --query_feats q.npy --gallery_feats g.npy --query_list q.txt --gallery_list g.txt --json m.json
 Classic leave-one-out Recall@K over a list file (prints test_recall):
@@ -24,7 +24,7 @@ import warnings  # noqa: E402
 
 from metric_learning import evaluation, metrics  # noqa: E402
 from metric_learning import rerank as reranking  # noqa: E402
-from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.cli import add_verbose_flag, checkpoint_path, parse_image_shape, run_cli, str2bool  # noqa: E402
 
 DEFAULT_IMAGE_SHAPE = (3, 256, 128)
 FEATURE_FLAGS = ("query_feats", "gallery_feats", "query_list", "gallery_list")
@@ -50,6 +50,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=_HelpFormatter)
+    add_verbose_flag(parser)
     feats = parser.add_argument_group("precomputed features (any model, any framework)")
     feats.add_argument("--query_feats", help="query features, a float [Q, D] .npy file")
     feats.add_argument("--gallery_feats", help="gallery features, a float [G, D] .npy file")
@@ -57,7 +58,8 @@ def build_parser():
     feats.add_argument("--gallery_list", help="gallery image file names, one per line, in the rows' order")
 
     model = parser.add_argument_group("model input")
-    model.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
+    model.add_argument("--checkpoint", type=checkpoint_path,
+                       help="a training checkpoint directory (e.g. output/ResNet50_vd/latest)")
     model.add_argument("--inference_model", help="an exported inference model prefix or directory, or its .onnx file "
                                                   "(export_model.py; .onnx runs on ONNX Runtime)")
     model.add_argument("--dataset_root", help="dataset in the Market-1501 layout: evaluate query vs bounding_box_test")
@@ -178,15 +180,22 @@ def read_protocol(root, pattern):
 
 
 def evaluate_model(args, log):
-    embed, image_shape, transform = load_embedder(args)
-    common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
+    from metric_learning import images
+
+    # the data first: a bad image is reported before the model loads, and with every other bad one
     if args.test_list:
         from metric_learning import listfile
 
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(args.test_list), args.image_root)
+    else:
+        protocol = read_protocol(args.dataset_root, args.name_pattern)
+        paths = [s.path for s in protocol.query + protocol.gallery]
+    images.check_images(paths, log=log)
+    embed, image_shape, transform = load_embedder(args)
+    common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
+    if args.test_list:
         return evaluation.evaluate_recall(embed, paths, labels, image_shape, ks=args.ranks, metric=args.metric,
                                           **common)
-    protocol = read_protocol(args.dataset_root, args.name_pattern)
     result, q_feats, g_feats = evaluation.evaluate_protocol(embed, protocol, image_shape, return_features=True,
                                                             **common, **scoring_options(args))
     if args.save_features:

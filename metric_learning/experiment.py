@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metric_learning import checkpoint, listfile, market, synthetic
+from metric_learning import checkpoint, listfile, market, rundir, synthetic
 from metric_learning.runtime import select_device
 
 # Generated on first use when no dataset is given; small enough for a laptop CPU.
@@ -65,6 +65,42 @@ def resolve_data(args, log=print):
     return DataSpec("protocol", [s.path for s in protocol.train], labels, num_classes, protocol=protocol,
                     description="%s: train %d images / %d ids, query %d, gallery %d"
                                 % (root, len(protocol.train), num_classes, len(protocol.query), len(protocol.gallery)))
+
+
+def check_data_images(spec, on_bad_image, log=print):
+    """Decode every image the run will read (train, query and gallery, or the lists) before anything else.
+
+    One error names every bad file (:func:`metric_learning.images.check_images`); with ``on_bad_image='skip'``
+    the bad files are left out of every split and counted. Returns the spec to train on.
+    """
+    from metric_learning import images
+
+    protocol = spec.protocol
+    paths = list(spec.train_paths) + list(spec.test_paths or [])
+    if protocol is not None:
+        paths += [s.path for s in protocol.query + protocol.gallery]
+    bad = {path for path, _ in images.check_images(paths, on_bad_image, log)}
+    if not bad:
+        return spec
+
+    def good(path):
+        return os.path.abspath(path) not in bad
+
+    def readable(paths, labels):
+        keep = np.array([good(p) for p in paths], dtype=bool)
+        return [p for p, k in zip(paths, keep) if k], labels[keep]
+
+    if not any(good(p) for p in spec.train_paths):
+        raise images.BadImageError(spec.train_paths[0], "none of the %d training images can be read"
+                                   % len(spec.train_paths))
+    spec.train_paths, spec.train_labels = readable(spec.train_paths, spec.train_labels)
+    if spec.test_paths is not None:
+        spec.test_paths, spec.test_labels = readable(spec.test_paths, spec.test_labels)
+    if protocol is not None:
+        spec.protocol = protocol._replace(train=[s for s in protocol.train if good(s.path)],
+                                          query=[s for s in protocol.query if good(s.path)],
+                                          gallery=[s for s in protocol.gallery if good(s.path)])
+    return spec
 
 
 def check_class_dim(class_dim, num_classes, source):
@@ -211,8 +247,11 @@ def build_trainer(args, build_criterion, log=print):
 
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
+    if rank == 0:   # the one process that writes the run directory (see Trainer.save)
+        rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume_from=args.checkpoint,
+                               overwrite=args.overwrite)
     paddle.seed(args.seed + rank)
-    spec = resolve_data(args, log)
+    spec = check_data_images(resolve_data(args, log), args.on_bad_image, log)
     log("data: " + spec.description)
     num_classes = check_class_dim(args.class_dim, spec.num_classes, spec.description.split(" (")[0].split(":")[0])
     transform = transforms.build_transforms(args.image_shape, train=True, flip_prob=args.flip_prob, pad=args.pad,
@@ -260,7 +299,8 @@ def build_trainer(args, build_criterion, log=print):
     optimizer = build_optimizer(args, trainable, scheduler)
     run = RunConfig(total_iter_num=args.total_iter_num, model_save_dir=args.model_save_dir, run_name=args.model,
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
-                    save_iter_step=args.save_iter_step, seed=args.seed + 1000 * rank,
+                    save_iter_step=args.save_iter_step, save_minutes=args.save_minutes, overwrite=args.overwrite,
+                    seed=args.seed + 1000 * rank,
                     loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
     if args.cache_frozen:
         from metric_learning.frozen_cache import FrozenOutputCache

@@ -1,6 +1,6 @@
 """Export a checkpoint as a Paddle inference model (<prefix>.json + .pdiparams + .reid.json) for trackers.
 
-    python metric_learning/export_model.py --checkpoint output/MobileNetV2/latest --output inference/reid
+    python metric_learning/export_model.py --checkpoint output/MobileNetV2/latest --output inference_model/reid
     python metric_learning/export_model.py --checkpoint ... --input_name crops   # PaddleDetection DeepSORT
     python metric_learning/export_model.py --checkpoint ... --onnx True         # also <prefix>.onnx (paddle2onnx)
 
@@ -18,15 +18,17 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
 
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
 from metric_learning import checkpoint, export, options  # noqa: E402
-from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.cli import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
 
 PARITY_BATCH = 8
 
 
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. output/<model>/latest)")
-    parser.add_argument("--output", default="inference_model/reid", help="output prefix: <output>.json etc.")
+    parser.add_argument("--checkpoint", required=True, type=checkpoint_path,
+                        help="checkpoint directory (e.g. output/<model>/latest)")
+    parser.add_argument("--output", default=in_repo("inference_model", "reid"),
+                        help="output prefix: <output>.json etc.")
     parser.add_argument("--input_name", default="x",
                         help="name of the input tensor: %s" % "; ".join("%s = %s" % kv for kv in export.INPUT_NAMES.items()))
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,

@@ -25,7 +25,7 @@ so ``embeddings[k]`` belongs to ``boxes[np.flatnonzero(mask)[k]]``.
 import cv2
 import numpy as np
 
-from metric_learning import export, metrics
+from metric_learning import export, images, metrics
 
 BOX_FORMATS = {"ltwh": "left, top, width, height (DeepSORT)", "ltrb": "left, top, right, bottom (x1, y1, x2, y2)"}
 DEGENERATE_POLICIES = ("raise", "skip")
@@ -172,12 +172,12 @@ class Extractor:
 
     def embed_files(self, paths, flip=False):
         """float32 [N, D] embeddings of image files (whole images, as crops); ``flip`` averages each with its
-        mirror's. An unreadable file raises :class:`metric_learning.datasets.BadImageError` naming it."""
-        from metric_learning.datasets import read_image
-
+        mirror's. An unreadable file raises :class:`metric_learning.images.BadImageError` naming it;
+        every file is checked before the first is embedded, so a bad one fails fast with all the others."""
+        images.check_images(paths)
         feats = []
         for start in range(0, len(paths), self.batch_size):
-            crops = [cv2.cvtColor(read_image(p), cv2.COLOR_RGB2BGR) for p in paths[start:start + self.batch_size]]
+            crops = [images.read_image_bgr(p) for p in paths[start:start + self.batch_size]]
             chunk = self.embed_crops(crops)
             if flip:
                 chunk = (chunk + self.embed_crops([cv2.flip(crop, 1) for crop in crops])) / 2.0

@@ -60,6 +60,8 @@ import paddle
 from paddle import nn
 from paddle.autograd import PyLayer
 
+from metric_learning.runtime import user_cache_dir
+
 # Cost model of a depthwise layer per (sample, input channel) pair, in microseconds
 # (forward + backward, one thread, fitted on this project's AMD EPYC machines):
 # Paddle's kernel ~ NATIVE_PAIR_US + NATIVE_MAC_US * (direct multiply-adds); the
@@ -447,8 +449,7 @@ def _kernels():
     """The loaded C kernel library, building it on first use; None (warning once) when impossible."""
     if _KERNEL_STATE["lib"] is None and _KERNEL_STATE["error"] is None:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                 "paddle-reid")
+        cache_dir = user_cache_dir()
         try:
             if compiler is None:
                 raise OSError("no C compiler found (set CC)")

@@ -21,8 +21,8 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
 import numpy as np  # noqa: E402
 
-from metric_learning import evaluation, market, metrics, options  # noqa: E402
-from metric_learning.cli import parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning import evaluation, images, market, metrics, options  # noqa: E402
+from metric_learning.cli import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
 from metric_learning.eval import load_embedder  # noqa: E402
 from metric_learning.extractor import Extractor  # noqa: E402
 
@@ -30,7 +30,8 @@ from metric_learning.extractor import Extractor  # noqa: E402
 def parse_args(argv=None):
     parser = options.new_parser(__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a training checkpoint directory (e.g. output/<model>/latest)")
+    source.add_argument("--checkpoint", type=checkpoint_path,
+                        help="a training checkpoint directory (e.g. output/<model>/latest)")
     source.add_argument("--inference_model", help="an exported model (export_model.py): its prefix or directory "
                                                   "(Paddle Inference) or its .onnx file (ONNX Runtime)")
     images = parser.add_mutually_exclusive_group(required=True)
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     images.add_argument("--dataset_root", help="a Market-1501-style root: embed its query and gallery sets")
     parser.add_argument("--image_root", default="", help="root of the relative paths in --image_list")
     parser.add_argument("--name_pattern", default="market1501", help="file-name pattern for --dataset_root")
-    parser.add_argument("--output_dir", default="features", help="where <name>.npy and <name>.txt are written")
+    parser.add_argument("--output_dir", default=in_repo("features"), help="where <name>.npy and <name>.txt are written")
     parser.add_argument("--name", default="images", help="base name of the output files (not for --dataset_root)")
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,
                         help="C,H,W (default: the checkpoint's training shape or the exported model's input)")
@@ -91,7 +92,6 @@ def build_embed_files(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    embed_files = build_embed_files(args)
     if args.dataset_root:
         protocol = market.load_protocol(args.dataset_root, pattern=args.name_pattern)
         jobs = [("query", [s.path for s in protocol.query]), ("gallery", [s.path for s in protocol.gallery])]
@@ -104,6 +104,9 @@ def main(argv=None):
     else:
         paths, names = read_image_list(args.image_list, args.image_root)
         jobs = [(args.name, paths, names)]
+    # every bad file named at once, before the model loads
+    images.check_images([path for _, paths, _ in jobs for path in paths])
+    embed_files = build_embed_files(args)
     for name, paths, names in jobs:
         write_embeddings(args.output_dir, name, embed_files(paths), names)
 

@@ -7,13 +7,21 @@ behaviour or is documented in ``--help``.
 import argparse
 
 from metric_learning.backbones import BACKBONES
-from metric_learning.cli import parse_image_shape, str2bool
+from metric_learning.cli import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
 from metric_learning.losses import CLASSIFICATION_LOSSES, PAIR_LOSSES
 from metric_learning.market import PATTERNS
 
 
 def new_parser(description):
-    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_verbose_flag(argparse.ArgumentParser(description=description,
+                                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+
+
+def backbone_name(value):
+    """argparse type of ``--model``: an unknown name is refused before any data is generated or read."""
+    if value not in BACKBONES:
+        raise argparse.ArgumentTypeError("unknown backbone %r; choose one of: %s" % (value, ", ".join(BACKBONES)))
+    return value
 
 
 def add_data_args(parser, train=True):
@@ -32,7 +40,7 @@ def add_data_args(parser, train=True):
                        help="list file to evaluate with leave-one-out Recall@K (the classic test_recall)")
     group.add_argument("--image_root", default=None,
                        help="root that list-file paths are relative to (the dataset root)")
-    group.add_argument("--synthetic_root", default="data/synthetic",
+    group.add_argument("--synthetic_root", default=in_repo("data", "synthetic"),
                        help="where the embedded synthetic dataset is generated when no data flag is given")
     group.add_argument("--on_bad_image", choices=["raise", "skip"], default="raise",
                        help="a missing or corrupt image stops with an error naming it, or is skipped and counted")
@@ -41,7 +49,7 @@ def add_data_args(parser, train=True):
 
 def add_model_args(parser):
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="ResNet50_vd",
+    group.add_argument("--model", default="ResNet50_vd", type=backbone_name,
                        help="backbone from PaddleClas; choices: %s" % ", ".join(BACKBONES))
     group.add_argument("--embedding_size", type=int, default=0,
                        help="FC layer to this size before the BNNeck; 0 keeps the backbone's channels")
@@ -88,7 +96,14 @@ def add_train_args(parser, pair):
                        help="evaluate every N iterations (0: only at the end)")
     group.add_argument("--save_iter_step", type=int, default=0,
                        help="checkpoint every N iterations to --model_save_dir/<model>/<iter> (0: only at the end)")
-    group.add_argument("--model_save_dir", default="output" if not pair else "save_pair_model",
+    group.add_argument("--save_minutes", type=float, default=10.0,
+                       help="also checkpoint whenever this many minutes passed since the last checkpoint, so a crash "
+                            "loses at most that much training (0: only --save_iter_step); SIGTERM and Ctrl-C "
+                            "always save a resumable checkpoint before stopping")
+    group.add_argument("--overwrite", type=str2bool, default=False,
+                       help="True deletes a previous run in <model_save_dir>/<model> and starts over; without it "
+                            "such a directory is refused unless --checkpoint resumes it")
+    group.add_argument("--model_save_dir", default=in_repo("output" if not pair else "save_pair_model"),
                        help="checkpoints go to <model_save_dir>/<model>/<iter>, with a 'latest' link")
     group.add_argument("--pretrained_model", default=None,
                        help="initial weights: a PaddleClas .pdparams, a Paddle 1.x parameter directory, or a "
@@ -100,7 +115,7 @@ def add_train_args(parser, pair):
     group.add_argument("--cache_frozen", type=str2bool, default=False,
                        help="with --freeze_stages: compute the frozen stages' output of every training image and "
                             "its mirror image once, then train from memory (needs --pad 0 --erase_prob 0)")
-    group.add_argument("--checkpoint", default=None,
+    group.add_argument("--checkpoint", default=None, type=checkpoint_path,
                        help="resume exactly from a checkpoint directory (weights, optimiser, LR schedule, "
                             "iteration, sampler)")
     group.add_argument("--seed", type=int, default=0, help="seed for initialisation, sampling and augmentation")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from metric_learning import metrics
+from metric_learning.images import BadImageError, read_image_bgr
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 IVF_THRESHOLD = 100_000
@@ -109,10 +110,10 @@ CELL_SPACING = 4     # pixels between results
 def _read(image, what):
     if isinstance(image, np.ndarray):
         return image
-    picture = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if picture is None:
-        raise ValueError("cannot read %s image %s (missing, not an image or corrupt)" % (what, image))
-    return picture
+    try:
+        return read_image_bgr(image)
+    except BadImageError as exc:
+        raise ValueError("cannot read %s image: %s" % (what, exc)) from None
 
 
 def grid_layout(num_queries, k, cell_hw=(128, 64), border=4):

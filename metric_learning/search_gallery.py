@@ -24,12 +24,13 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 
 from metric_learning import evaluation, market, metrics, search  # noqa: E402
-from metric_learning.cli import run_cli  # noqa: E402
+from metric_learning.cli import add_verbose_flag, in_repo, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_verbose_flag(parser)
     for split in ("query", "gallery"):
         parser.add_argument("--%s_feats" % split, required=True, help="%s embeddings, a float [N, D] .npy" % split)
         parser.add_argument("--%s_list" % split, required=True, help="%s image names, one per row of the .npy" % split)
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 * sqrt(gallery size))")
     parser.add_argument("--nprobe", type=int, default=None,
                         help="IVF lists scanned per query (default %d, at most nlist)" % search.DEFAULT_NPROBE)
-    parser.add_argument("--output", default=os.path.join("output", "search", "topk.png"), help="the PNG to write")
+    parser.add_argument("--output", default=in_repo("output", "search", "topk.png"), help="the PNG to write")
     args = parser.parse_args(argv)
     if args.dataset_root:
         args.query_image_root = os.path.join(args.dataset_root, market.SPLIT_FOLDERS["query"])

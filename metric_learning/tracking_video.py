@@ -20,6 +20,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from metric_learning.images import read_image_bgr
+
 Identity = collections.namedtuple("Identity", ["pid", "crops"])
 Identity.__doc__ = "A person: dataset ``pid`` and a list of crops (BGR uint8 images) of them."
 
@@ -63,7 +65,7 @@ def load_identities(samples, num_identities, crops_per_identity, rng, min_camera
     identities = []
     for pid in rng.choice(eligible, size=num_identities, replace=False).tolist():
         chosen = _spread_over_cameras(by_pid[pid], crops_per_identity, rng)
-        identities.append(Identity(pid, [_read_bgr(sample.path) for sample in chosen]))
+        identities.append(Identity(pid, [read_image_bgr(sample.path) for sample in chosen]))
     return identities
 
 
@@ -79,13 +81,6 @@ def _spread_over_cameras(samples, count, rng):
             if queue and len(chosen) < count:
                 chosen.append(queue.pop())
     return chosen
-
-
-def _read_bgr(path):
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("cannot read image %s (missing, not an image or corrupt)" % path)
-    return image
 
 
 def make_background(frame_size, rng):

@@ -5,6 +5,13 @@ evaluation, atomic checkpoints, exact resume, divergence stop, progress and a
 JSON-lines log. What it does not own: which model, loss, sampler or optimiser —
 the scripts build those and hand them in.
 
+Nothing is lost: besides every ``save_iter_step`` iterations, a checkpoint is
+saved whenever ``save_minutes`` have passed since the last one, and SIGTERM or
+Ctrl-C (SIGINT) saves one after the current iteration, then stops with
+:class:`TrainingInterrupted` (a second signal stops at once). The run directory
+(:mod:`metric_learning.rundir`) is locked while training and marked FAILED with
+the reason, or removed when nothing was saved, if the run does not finish.
+
 Reproducibility: the augmentation of image ``j`` of the batch at iteration ``i``
 is drawn from ``np.random.default_rng((seed, i, j))``, and the batch's indices
 come from a sampler whose position is checkpointed. A resumed run therefore sees
@@ -15,6 +22,7 @@ import json
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +31,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metric_learning import checkpoint as ckpt
+from metric_learning.rundir import RunDir
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM / SIGINT stopped the run after saving a resumable checkpoint; ``.signum`` is the signal."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -37,6 +56,8 @@ class RunConfig:
     display_iter_step: int = 20
     test_iter_step: int = 0
     save_iter_step: int = 0
+    save_minutes: float = 10.0
+    overwrite: bool = False
     seed: int = 0
     loader_threads: int = 2
     prefetch_batches: int = 4
@@ -161,6 +182,7 @@ class Trainer:
         self.teacher = teacher
         self.iteration = 0
         self.last_checkpoint = None
+        self.resumed_from = None   # the iteration of the checkpoint this run continues, if any
         self.step_layer = TrainStep(net, criterion)
         if paddle.distributed.get_world_size() > 1:
             self.step_layer = paddle.DataParallel(self.step_layer)
@@ -178,6 +200,7 @@ class Trainer:
         self.stream.sampler.set_state_dict(trainer_state["sampler"])
         self.iteration = trainer_state["iteration"]
         self.last_checkpoint = state["path"]
+        self.resumed_from = self.iteration
         self.log("resumed from %s at iteration %d" % (state["path"], self.iteration))
 
     def save(self, sampler_state):
@@ -199,51 +222,94 @@ class Trainer:
     # ----- loop --------------------------------------------------------------
     def fit(self):
         """Train until ``total_iter_num``; returns the last evaluation metrics (or {})."""
+        run_dir = RunDir(self.config.run_dir)
+        if self.is_main:
+            run_dir.acquire(self.last_checkpoint if self.resumed_from is not None else None, self.resumed_from,
+                            self.config.overwrite)
+        stop = {"signum": None}
+        handlers = self._install_stop_handlers(stop)
+        try:
+            with run_dir.open_log() if self.is_main else open(os.devnull, "w") as log_file:
+                metrics = self._loop(log_file, stop)
+        except BaseException as error:
+            if self.is_main:
+                reason = str(error) if isinstance(error, (TrainingInterrupted, TrainingDiverged)) else \
+                    "%s at iteration %d: %s" % (type(error).__name__, self.iteration, error)
+                marker = run_dir.fail(reason, resume_from=self.last_checkpoint)
+                if marker and not isinstance(error, TrainingInterrupted):
+                    self.log("run marked failed: %s" % marker)
+            raise
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            run_dir.release()
+        return metrics
+
+    @staticmethod
+    def _install_stop_handlers(stop):
+        """SIGTERM / SIGINT ask the loop to save and stop; a second one stops at once. Returns the old handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}   # signal handlers can only be set from the main thread
+
+        def request_stop(signum, frame):
+            if stop["signum"] is not None:
+                raise KeyboardInterrupt
+            stop["signum"] = signum
+
+        return {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+
+    def _loop(self, log_file, stop):
         paddle = self.paddle
         cfg = self.config
-        os.makedirs(cfg.run_dir, exist_ok=True)
-        log_path = os.path.join(cfg.run_dir, "train_log.jsonl")
         metrics = {}
         sampler_state = self.stream.sampler.state_dict()
         self.step_layer.train()
         window_start, window_images = time.time(), 0
         run_start, run_images = time.time(), 0
-        with open(log_path, "a") if self.is_main else open(os.devnull, "w") as log_file:
-            for iteration, images, labels, sampler_state in self.stream.iterate(self.iteration, cfg.total_iter_num):
-                lr = self.optimizer.get_lr()
-                teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
-                result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
-                loss = result["loss"]
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
-                        "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
-                loss.backward()
-                self.optimizer.step()
-                self.optimizer.clear_grad()
-                self.scheduler.step()
-                self.iteration = iteration + 1
-                window_images += len(labels)
-                run_images += len(labels)
+        last_save = time.time()
+        for iteration, images, labels, sampler_state in self.stream.iterate(self.iteration, cfg.total_iter_num):
+            lr = self.optimizer.get_lr()
+            teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
+            result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
+            loss = result["loss"]
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
+                    "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.clear_grad()
+            self.scheduler.step()
+            self.iteration = iteration + 1
+            window_images += len(labels)
+            run_images += len(labels)
 
-                if self.iteration % cfg.display_iter_step == 0 or self.iteration == cfg.total_iter_num:
-                    now = time.time()
-                    speed = window_images / max(now - window_start, 1e-9)
-                    remaining = (cfg.total_iter_num - self.iteration) * len(labels) / max(speed, 1e-9)
-                    record = {"iter": self.iteration, "lr": lr, "images_per_s": round(speed, 2),
-                              "eta_s": round(remaining, 1)}
-                    record.update({k: round(float(v), 5) for k, v in result.items() if k != "logits"})
-                    self._report(record, log_file)
-                    window_start, window_images = now, 0
-                if cfg.test_iter_step and self.evaluate_fn and self.iteration % cfg.test_iter_step == 0:
-                    metrics = self._evaluate(log_file)
-                if cfg.save_iter_step and self.iteration % cfg.save_iter_step == 0:
-                    self.save(sampler_state)
-            if self.evaluate_fn and (not cfg.test_iter_step or self.iteration % cfg.test_iter_step):
+            if self.iteration % cfg.display_iter_step == 0 or self.iteration == cfg.total_iter_num:
+                now = time.time()
+                speed = window_images / max(now - window_start, 1e-9)
+                remaining = (cfg.total_iter_num - self.iteration) * len(labels) / max(speed, 1e-9)
+                record = {"iter": self.iteration, "lr": lr, "images_per_s": round(speed, 2),
+                          "eta_s": round(remaining, 1)}
+                record.update({k: round(float(v), 5) for k, v in result.items() if k != "logits"})
+                self._report(record, log_file)
+                window_start, window_images = now, 0
+            if cfg.test_iter_step and self.evaluate_fn and self.iteration % cfg.test_iter_step == 0:
                 metrics = self._evaluate(log_file)
-            if not cfg.save_iter_step or self.iteration % cfg.save_iter_step:
+            if stop["signum"] is not None:
                 self.save(sampler_state)
+                name = signal.Signals(stop["signum"]).name
+                raise TrainingInterrupted("stopped by %s at iteration %d; checkpoint %s holds everything, resume "
+                                          "with --checkpoint %s" % (name, self.iteration, self.last_checkpoint,
+                                                                    self.last_checkpoint), stop["signum"])
+            periodic = cfg.save_iter_step and self.iteration % cfg.save_iter_step == 0
+            if (periodic or (cfg.save_minutes and time.time() - last_save >= 60 * cfg.save_minutes)) \
+                    and self.iteration < cfg.total_iter_num:
+                self.save(sampler_state)
+                last_save = time.time()
+        self.save(sampler_state)   # before the final evaluation, so a failing evaluation loses no training
+        if self.evaluate_fn and (not cfg.test_iter_step or self.iteration % cfg.test_iter_step):
+            metrics = self._evaluate(log_file)
         elapsed = time.time() - run_start
         if self.is_main and run_images:
             self.log("trained %d images in %.1f s (%.1f images/s); checkpoint: %s"

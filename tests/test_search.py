@@ -121,7 +121,7 @@ def test_grid_without_ids_draws_no_frames(tmp_path):
     assert grid[60, 118].tolist() == [70] * 3                                 # g2 in the first result cell
     with pytest.raises(ValueError, match="give both query_pids and gallery_pids"):
         search.save_topk_grid(out, images, gallery, [[2, 1]], query_pids=[1])
-    with pytest.raises(ValueError, match="cannot read gallery image .*missing.png"):
+    with pytest.raises(ValueError, match="cannot read gallery image: .*missing.png.: file does not exist"):
         search.save_topk_grid(out, images, [str(tmp_path / "missing.png")], [[0]])
 
 

@@ -131,7 +131,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
     latest = os.path.join(tmp_path / "b", "MobileNetV3_small_x1_0", "latest")
     assert os.path.basename(os.path.realpath(latest)) == "3"
     with paddle.utils.unique_name.guard():
-        resumed = build(tmp_path / "b")
+        resumed = build(tmp_path / "b", "--checkpoint", latest)
         resumed.resume(latest)
         assert resumed.iteration == 3
         resumed.fit()
@@ -140,29 +140,6 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert resumed.optimizer.get_lr() == pytest.approx(straight.optimizer.get_lr())
-
-
-def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
-    args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
-    run.evaluate_fn = None
-    real_forward = run.criterion.forward
-
-    def poisoned(before, after, labels, teacher_features=None):
-        result = real_forward(before, after, labels, teacher_features)
-        if run.iteration >= 3:
-            result["loss"] = result["loss"] * float("nan")
-        return result
-
-    monkeypatch.setattr(run.criterion, "forward", poisoned)
-    with pytest.raises(trainer.TrainingDiverged, match=r"loss became nan at iteration 3.*Last good checkpoint: .*2"):
-        run.fit()
-    latest = os.path.join(tmp_path, args.model, "latest")
-    assert os.path.basename(os.path.realpath(latest)) == "2"
-    assert not os.path.exists(os.path.join(tmp_path, args.model, "4"))
-    state = checkpoint.read_training_state(latest)
-    assert state["trainer"]["iteration"] == 2
-    assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())
 
 
 def test_checkpoint_that_does_not_fit_is_a_clear_error(synthetic_root, tmp_path):
