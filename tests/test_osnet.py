@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning import checkpoint, experiment, train_elem
+from metric_learning import checkpoint, experiment, train_elem, transforms
 from metric_learning.checkpoint import load_model_for_eval
 from metric_learning.model import build_model
 from metric_learning.osnet import OSNET_WIDTHS
@@ -136,8 +136,9 @@ def test_converted_torchreid_model_gives_torchreids_features(tmp_path, dataset):
     directory = convert_torchreid_osnet(shared_file("osnet_x0_25_%s.pth" % dataset), str(tmp_path / "ckpt"),
                                         log=lambda *_: None)
     net = load_model_for_eval(directory)
-    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-    images = ((reference["input_uint8"].astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    net_input = transforms.NETWORK_INPUT   # torchreid's too: RGB, /255, ImageNet mean / std
+    mean, std = np.float32(net_input["mean"]), np.float32(net_input["std"])
+    images = ((reference["input_uint8"] * np.float32(net_input["pixel_scale"]) - mean) / std).transpose(0, 3, 1, 2)
     from metric_learning import fastpath
 
     for accelerated in (False, True):  # Paddle's kernels, then the training fast path
