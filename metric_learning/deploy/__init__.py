@@ -1,0 +1,1 @@
+"""Deployment: export to Paddle Inference / ONNX, the exported-model runtimes, preprocessing, gallery search."""

@@ -1,0 +1,1 @@
+"""Evaluation: feature extraction, CMC / mAP / mINP and Recall@K, k-reciprocal re-ranking."""

@@ -1,0 +1,1 @@
+"""Losses: classification (softmax, ArcMargin), pair (triplet, quadruplet, EML, n-pairs) and distillation."""

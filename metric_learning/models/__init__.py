@@ -1,0 +1,1 @@
+"""Models: PaddleClas backbones and OSNet, the ReID network, weights loading and conversion, checkpoints."""
