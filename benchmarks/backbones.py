@@ -38,7 +38,7 @@ import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from metric_learning.backbones import backbone_names, build_backbone  # noqa: E402
+from metric_learning.models.backbones import backbone_names, build_backbone  # noqa: E402
 
 
 def parse_size(text):

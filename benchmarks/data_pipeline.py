@@ -20,7 +20,8 @@ if ROOT not in sys.path:
 
 import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 
-from metric_learning import cli, datasets, market, synthetic, transforms  # noqa: E402
+from metric_learning.config import flags  # noqa: E402
+from metric_learning.data import datasets, market, synthetic, transforms  # noqa: E402
 
 
 def per_item_ms(dataset, passes=1):
@@ -50,7 +51,7 @@ def main():
         print("dataset %s: %d training images, timing %d" % (root, len(train), len(subset)))
         rows = []
         for text in args.image_shapes.split(";"):
-            shape = cli.parse_image_shape(text)
+            shape = flags.parse_image_shape(text)
             train_tf = transforms.build_transforms(shape, train=True, seed=0)
             eval_tf = transforms.build_transforms(shape, train=False)
             uncached = datasets.ImageDataset.from_samples(subset, sub_labels, train_tf)

@@ -4,7 +4,7 @@
     PYTHONFAULTHANDLER=1 python benchmarks/decode_stress.py --decoder pillow   # the decoder the crash came from
 
 Every round embeds ``--images`` random Market-1501 images (train, query and gallery) with an untrained
-network through :func:`metric_learning.evaluation.extract_features`: the next batch is decoded on the
+network through :func:`metric_learning.evaluation.evaluator.extract_features`: the next batch is decoded on the
 prefetch thread while Paddle runs the current one on the main thread, exactly as ``eval.py`` does. A native
 crash kills the process with faulthandler's traceback, so the last "round" line printed is the count that
 survived; a finished run prints the total number of decodes. ``--decoder pillow`` swaps in the Pillow
@@ -46,15 +46,16 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from metric_learning import datasets, evaluation
-    from metric_learning.model import build_model
+    from metric_learning.data import datasets
+    from metric_learning.evaluation import evaluator
+    from metric_learning.models.reid_net import build_model
 
     paths = sorted(glob.glob(os.path.join(args.dataset_root, "*", "*.jpg")))
     if not paths:
         sys.exit("no .jpg images under %s (set --dataset_root or MARKET1501_ROOT)" % args.dataset_root)
     if args.decoder == "pillow":
         datasets.read_image = pillow_read_image
-    embed = evaluation.LayerEmbedder(build_model(args.model))
+    embed = evaluator.LayerEmbedder(build_model(args.model))
     rng = np.random.default_rng(args.seed)
     decoded, start = 0, time.time()
     print("%d images under %s; decoder %s; faulthandler %s" % (len(paths), args.dataset_root, args.decoder,
@@ -62,7 +63,7 @@ def main():
           flush=True)
     for round_index in range(args.rounds):
         chosen = [paths[i] for i in rng.choice(len(paths), size=min(args.images, len(paths)), replace=False)]
-        feats = evaluation.extract_features(embed, chosen, (3, 128, 64), batch_size=args.batch_size)
+        feats = evaluator.extract_features(embed, chosen, (3, 128, 64), batch_size=args.batch_size)
         if not np.isfinite(feats).all():
             sys.exit("round %d: non-finite embeddings" % round_index)
         decoded += len(chosen)

@@ -60,7 +60,7 @@ def synthetic_labels(rng):
 
 
 def real_labels(root):
-    from metric_learning import market
+    from metric_learning.data import market
 
     out = []
     for folder in ("query", "bounding_box_test"):
@@ -125,7 +125,7 @@ def plain_loop_eval(q, g, q_pids, g_pids, q_cams, g_cams):
 
 def run_step(step, labels, dim, signal, loop_queries):
     """One measured step in this (fresh) process: returns time, memory and the metrics it computed."""
-    from metric_learning import evaluation, metrics, rerank
+    from metric_learning.evaluation import evaluator, metrics, rerank
 
     q, g, q_pids, q_cams, g_pids, g_cams = make_data(labels, dim, signal)
     out = {}
@@ -144,7 +144,7 @@ def run_step(step, labels, dim, signal, loop_queries):
         n = loop_queries
         out["mAP"], out["rank1"] = plain_loop_eval(q[:n], g, q_pids[:n], g_pids, q_cams[:n], g_cams)
     elif step == "rerank":
-        result = evaluation.evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, rerank=True)
+        result = evaluator.evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, rerank=True)
         out.update(mAP=result["mAP"], rank1=result["rank1"])
         keep = g_pids != -1
         out["estimate"] = rerank.estimate_memory(len(q), int(keep.sum()), q.shape[1])["total"]

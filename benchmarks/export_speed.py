@@ -57,14 +57,15 @@ def build_runtimes(name, height, width, directory, threads, last_stride=1):
     """``{runtime: embed(batch) -> [N, D]}`` for one backbone at one input size, each run once."""
     import numpy as np
 
-    from metric_learning import evaluation, export
-    from metric_learning.model import build_model
+    from metric_learning.evaluation import evaluator
+    from metric_learning.deploy import export
+    from metric_learning.models.reid_net import build_model
 
     net = build_model(name, last_stride=last_stride)
     prefix = os.path.join(directory, "%s_%dx%d" % (name, height, width), "reid")
     export.export_inference_model(net, prefix, (3, height, width))
     onnx_path = export.export_onnx(prefix)
-    runtimes = dict(zip(RUNTIMES, (evaluation.LayerEmbedder(net),
+    runtimes = dict(zip(RUNTIMES, (evaluator.LayerEmbedder(net),
                                    export.PredictorEmbedder(prefix, threads=threads, mkldnn=True),
                                    export.PredictorEmbedder(prefix, threads=threads, mkldnn=False),
                                    export.OnnxEmbedder(onnx_path, threads=threads))))
@@ -80,7 +81,7 @@ def main(argv=None):
     import numpy as np
     import paddle
 
-    from metric_learning import metrics
+    from metric_learning.evaluation import metrics
 
     paddle.set_device("cpu")
     with tempfile.TemporaryDirectory() as directory:

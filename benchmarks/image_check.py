@@ -3,7 +3,7 @@
     python benchmarks/image_check.py
 
 Checks the train, query and gallery images (36,036 files) with
-:func:`metric_learning.images.check_images` into a fresh cache file, then again as a new process would:
+:func:`metric_learning.data.images.check_images` into a fresh cache file, then again as a new process would:
 the in-process memory is cleared, so the second pass reads the cache file and ``stat`` s every image.
 "Cold" means no cached verdicts; the operating system's page cache may still hold the files.
 """
@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per core)")
     args = parser.parse_args()
 
-    from metric_learning import images, market
+    from metric_learning.data import images, market
 
     protocol = market.load_protocol(args.dataset_root, drop_junk=False)
     paths = [s.path for split in protocol for s in split]

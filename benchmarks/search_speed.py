@@ -5,7 +5,7 @@
     python benchmarks/search_speed.py --gallery_feats feats/gallery.npy --query_feats feats/query.npy   # real ones
 
 For each gallery size: random unit vectors (Gaussian, normalised) as gallery and queries, the
-``metric_learning.search.GallerySearch`` index built (IVF: k-means on up to 64 rows per list, nlist =
+``metric_learning.deploy.search.GallerySearch`` index built (IVF: k-means on up to 64 rows per list, nlist =
 4 sqrt(N)), then top-10 latency for one query at a time (mean over ``--single_queries``) and for a batch of
 100 queries (median over ``--batches``), and IVF's recall@10: the fraction of the exact top 10 that IVF
 returns, over ``--recall_queries`` queries.
@@ -32,7 +32,8 @@ if ROOT not in sys.path:
 import metric_learning  # noqa: E402,F401  (thread defaults)
 import numpy as np  # noqa: E402
 
-from metric_learning import metrics, search  # noqa: E402
+from metric_learning.evaluation import metrics  # noqa: E402
+from metric_learning.deploy import search  # noqa: E402
 
 K = 10
 BATCH = 100

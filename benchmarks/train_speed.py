@@ -79,8 +79,8 @@ def _time_steps(step, warmup, iters):
 def paddle_worker(setup, model, height, width, args):
     sys.path.insert(0, ROOT)
     import metric_learning  # noqa: F401  (sets thread/MKL defaults before paddle loads)
-    from metric_learning import fastpath
-    from metric_learning.backbones import build_backbone, freeze_stages
+    from metric_learning.models import fastpath
+    from metric_learning.models.backbones import build_backbone, freeze_stages
     import paddle
     import paddle.nn.functional as F
 

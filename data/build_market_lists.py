@@ -16,7 +16,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from metric_learning import listfile  # noqa: E402
+from metric_learning.data import listfile  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -22,9 +22,9 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import warnings  # noqa: E402
 
-from metric_learning import evaluation, metrics  # noqa: E402
-from metric_learning import rerank as reranking  # noqa: E402
-from metric_learning.cli import add_verbose_flag, checkpoint_path, parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.evaluation import evaluator, metrics  # noqa: E402
+from metric_learning.evaluation import rerank as reranking  # noqa: E402
+from metric_learning.config.flags import add_verbose_flag, checkpoint_path, parse_image_shape, run_cli, str2bool  # noqa: E402
 
 DEFAULT_IMAGE_SHAPE = (3, 256, 128)
 FEATURE_FLAGS = ("query_feats", "gallery_feats", "query_list", "gallery_list")
@@ -71,7 +71,7 @@ def build_parser():
     model.add_argument("--embedding_size", type=int, default=None, help="classic flag, checked like --model")
     model.add_argument("--image_shape", type=parse_image_shape, default=None,
                        help="input C,H,W (default: the checkpoint's or exported model's, else 3,256,128)")
-    model.add_argument("--test_batch_size", type=int, default=evaluation.DEFAULT_BATCH_SIZE, help="images per batch")
+    model.add_argument("--test_batch_size", type=int, default=evaluator.DEFAULT_BATCH_SIZE, help="images per batch")
     model.add_argument("--use_gpu", type=str2bool, default=False, help="True runs the model on the GPU if present")
     model.add_argument("--flip", type=str2bool, default=False,
                        help="True averages each image's embedding with its horizontal mirror's")
@@ -131,16 +131,16 @@ def parse_args(argv=None):
 def load_embedder(args):
     """``(embed, image_shape, transform)`` for --checkpoint or --inference_model."""
     if args.inference_model:
-        from metric_learning.export import OnnxEmbedder, PredictorEmbedder
+        from metric_learning.deploy.export import OnnxEmbedder, PredictorEmbedder
 
         exported = OnnxEmbedder if args.inference_model.endswith(".onnx") else PredictorEmbedder
         embed = exported(args.inference_model, use_gpu=args.use_gpu)
         if args.image_shape and tuple(args.image_shape) != embed.input_shape:
             raise ValueError("--image_shape %s does not match the exported model's input %s"
                              % (",".join(map(str, args.image_shape)), ",".join(map(str, embed.input_shape))))
-        transform = evaluation.eval_transform(embed.input_shape, embed.config.get("mean"), embed.config.get("std"))
+        transform = evaluator.eval_transform(embed.input_shape, embed.config.get("mean"), embed.config.get("std"))
         return embed, embed.input_shape, transform
-    from metric_learning import checkpoint
+    from metric_learning.models import checkpoint
     from metric_learning.runtime import select_device
 
     select_device(args.use_gpu)
@@ -152,7 +152,7 @@ def load_embedder(args):
                           % (flag, getattr(args, flag), saved))
     net = checkpoint.load_model_for_eval(args.checkpoint, args)
     image_shape = tuple(args.image_shape or config.get("image_shape") or DEFAULT_IMAGE_SHAPE)
-    return evaluation.LayerEmbedder(net), image_shape, None
+    return evaluator.LayerEmbedder(net), image_shape, None
 
 
 def scoring_options(args):
@@ -163,14 +163,14 @@ def scoring_options(args):
 
 
 def evaluate_features_files(args):
-    q_feats, q_pids, q_camids = evaluation.load_feature_set(args.query_feats, args.query_list, args.name_pattern)
-    g_feats, g_pids, g_camids = evaluation.load_feature_set(args.gallery_feats, args.gallery_list, args.name_pattern)
-    return evaluation.evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, **scoring_options(args))
+    q_feats, q_pids, q_camids = evaluator.load_feature_set(args.query_feats, args.query_list, args.name_pattern)
+    g_feats, g_pids, g_camids = evaluator.load_feature_set(args.gallery_feats, args.gallery_list, args.name_pattern)
+    return evaluator.evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, **scoring_options(args))
 
 
 def read_protocol(root, pattern):
     """Query and gallery of a Market-1501-layout root (junk dropped: it is never scored)."""
-    from metric_learning import market
+    from metric_learning.data import market
 
     splits = {}
     for split in ("query", "gallery"):
@@ -180,11 +180,11 @@ def read_protocol(root, pattern):
 
 
 def evaluate_model(args, log):
-    from metric_learning import images
+    from metric_learning.data import images
 
     # the data first: a bad image is reported before the model loads, and with every other bad one
     if args.test_list:
-        from metric_learning import listfile
+        from metric_learning.data import listfile
 
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(args.test_list), args.image_root)
     else:
@@ -194,13 +194,13 @@ def evaluate_model(args, log):
     embed, image_shape, transform = load_embedder(args)
     common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
     if args.test_list:
-        return evaluation.evaluate_recall(embed, paths, labels, image_shape, ks=args.ranks, metric=args.metric,
+        return evaluator.evaluate_recall(embed, paths, labels, image_shape, ks=args.ranks, metric=args.metric,
                                           **common)
-    result, q_feats, g_feats = evaluation.evaluate_protocol(embed, protocol, image_shape, return_features=True,
+    result, q_feats, g_feats = evaluator.evaluate_protocol(embed, protocol, image_shape, return_features=True,
                                                             **common, **scoring_options(args))
     if args.save_features:
-        evaluation.save_feature_set(args.save_features, "query", q_feats, protocol.query)
-        evaluation.save_feature_set(args.save_features, "gallery", g_feats, protocol.gallery)
+        evaluator.save_feature_set(args.save_features, "query", q_feats, protocol.query)
+        evaluator.save_feature_set(args.save_features, "gallery", g_feats, protocol.gallery)
         log("features written to %s (query/gallery .npy + .txt)" % args.save_features)
     return result
 

@@ -7,7 +7,7 @@
 Paddle 3.3 writes the PIR program as <prefix>.json; the old __model__ / .pdmodel format can no longer be
 written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle Inference >= 3.0, or ONNX).
 With --onnx True the ONNX model is checked against Paddle Inference on a random batch and the largest
-difference printed. See export/README.md for consumers (metric_learning.extractor, DeepSORT trackers).
+difference printed. See export/README.md for consumers (metric_learning.deploy.extractor, DeepSORT trackers).
 """
 import os
 import sys
@@ -17,8 +17,10 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
     sys.path[0] = os.path.dirname(_PKG_DIR)
 
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-from metric_learning import checkpoint, export, options  # noqa: E402
-from metric_learning.cli import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.models import checkpoint  # noqa: E402
+from metric_learning.deploy import export  # noqa: E402
+from metric_learning.config import options  # noqa: E402
+from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
 
 PARITY_BATCH = 8
 

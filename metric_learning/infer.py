@@ -8,7 +8,7 @@
 Row i of <name>.npy (float32 [N, D], L2-normalised unless --normalize False) is the image on line i of
 <name>.txt. With --dataset_root the query and gallery sets are written as query.npy/.txt and gallery.npy/.txt,
 ready for `eval.py --query_feats ... --gallery_feats ... --query_list ... --gallery_list ...`.
-An exported model runs through metric_learning.extractor.Extractor (Paddle Inference, or ONNX Runtime for a
+An exported model runs through metric_learning.deploy.extractor.Extractor (Paddle Inference, or ONNX Runtime for a
 .onnx file), with the preprocessing its <prefix>.reid.json describes.
 """
 import os
@@ -21,10 +21,12 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
 import numpy as np  # noqa: E402
 
-from metric_learning import evaluation, images, market, metrics, options  # noqa: E402
-from metric_learning.cli import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.evaluation import evaluator, metrics  # noqa: E402
+from metric_learning.data import images, market  # noqa: E402
+from metric_learning.config import options  # noqa: E402
+from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
 from metric_learning.eval import load_embedder  # noqa: E402
-from metric_learning.extractor import Extractor  # noqa: E402
+from metric_learning.deploy.extractor import Extractor  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -83,7 +85,7 @@ def build_embed_files(args):
     embed, image_shape, transform = load_embedder(args)
 
     def embed_files(paths):
-        feats = evaluation.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
+        feats = evaluator.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
                                             transform=transform)
         return metrics.l2_normalize(feats) if args.normalize else feats
 

@@ -23,8 +23,10 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from metric_learning import evaluation, market, metrics, search  # noqa: E402
-from metric_learning.cli import add_verbose_flag, in_repo, run_cli  # noqa: E402
+from metric_learning.evaluation import evaluator, metrics  # noqa: E402
+from metric_learning.data import market  # noqa: E402
+from metric_learning.deploy import search  # noqa: E402
+from metric_learning.config.flags import add_verbose_flag, in_repo, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,7 +60,7 @@ def parse_args(argv=None):
 
 def load_named_features(feats_path, list_path, pattern):
     """``(feats, names, pids or None)``: the rows of ``feats_path`` and the names of ``list_path``."""
-    names = evaluation.read_name_list(list_path)
+    names = evaluator.read_name_list(list_path)
     if pattern == "none":
         if not os.path.isfile(feats_path):
             raise FileNotFoundError("feature file %s does not exist" % feats_path)
@@ -66,7 +68,7 @@ def load_named_features(feats_path, list_path, pattern):
         if len(feats) != len(names):
             raise ValueError("%s has %d rows but %s lists %d names" % (feats_path, len(feats), list_path, len(names)))
         return feats, names, None
-    feats, pids, _ = evaluation.load_feature_set(feats_path, list_path, pattern)
+    feats, pids, _ = evaluator.load_feature_set(feats_path, list_path, pattern)
     return feats, names, pids
 
 

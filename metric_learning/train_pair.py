@@ -16,8 +16,10 @@ if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
     sys.path[0] = os.path.dirname(_PKG_DIR)
 
 import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-from metric_learning import experiment, losses, options  # noqa: E402
-from metric_learning.cli import run_cli  # noqa: E402
+from metric_learning.engine import build  # noqa: E402
+from metric_learning.losses import combined as losses  # noqa: E402
+from metric_learning.config import options  # noqa: E402
+from metric_learning.config.flags import run_cli  # noqa: E402
 
 # The classic implementation applied pair losses to the retrieval embedding itself.
 PAIR_FEATURES = "after_bn"
@@ -51,7 +53,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    experiment.run_training(args, build_criterion)
+    build.run_training(args, build_criterion)
 
 
 if __name__ == "__main__":

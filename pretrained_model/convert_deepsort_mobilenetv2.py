@@ -15,9 +15,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import metric_learning  # noqa: E402,F401  (sets CPU defaults before paddle loads)
-from metric_learning.backbones import build_backbone  # noqa: E402
-from metric_learning.torch_weights import convert_deepsort_mobilenetv2, deepsort_weights_path  # noqa: E402
-from metric_learning.weights import load_weights  # noqa: E402
+from metric_learning.models.backbones import build_backbone  # noqa: E402
+from metric_learning.models.torch_weights import convert_deepsort_mobilenetv2, deepsort_weights_path  # noqa: E402
+from metric_learning.models.weights import load_weights  # noqa: E402
 
 DEFAULT_DST = os.path.join(ROOT, "pretrained_model", "MobileNetV2_deepsort_imagenet.pdparams")
 

@@ -17,9 +17,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import metric_learning  # noqa: E402,F401  (sets CPU defaults before paddle loads)
-from metric_learning.cli import parse_image_shape, run_cli  # noqa: E402
-from metric_learning.osnet import OSNET_WIDTHS  # noqa: E402
-from metric_learning.torch_weights import convert_torchreid_osnet  # noqa: E402
+from metric_learning.config.flags import parse_image_shape, run_cli  # noqa: E402
+from metric_learning.models.osnet import OSNET_WIDTHS  # noqa: E402
+from metric_learning.models.torch_weights import convert_torchreid_osnet  # noqa: E402
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ def market_root():
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """The embedded default synthetic dataset (Market-1501 layout), generated once per test session."""
-    from metric_learning import experiment
+    from metric_learning.engine import build
 
     root = str(tmp_path_factory.mktemp("synthetic") / "synthetic")
-    return experiment.ensure_synthetic(root, log=lambda *_: None)
+    return build.ensure_synthetic(root, log=lambda *_: None)

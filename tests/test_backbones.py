@@ -4,7 +4,7 @@ import paddle
 import pytest
 
 import paddleclas.ppcls.arch.backbone as paddleclas_backbones
-from metric_learning.backbones import BACKBONES, backbone_names, build_backbone, freeze_stages, trunk_stages
+from metric_learning.models.backbones import BACKBONES, backbone_names, build_backbone, freeze_stages, trunk_stages
 
 PADDLECLAS_CHANNELS = {"ResNet50_vd": 2048, "GhostNet_x1_0": 960, "MobileNetV3_large_x1_0": 960,
                        "MobileNetV3_small_x1_0": 576, "MobileNetV2": 1280, "PPLCNet_x1_0": 512}

@@ -6,7 +6,7 @@ import paddle
 import pytest
 from PIL import Image
 
-from metric_learning import datasets, listfile, market, transforms
+from metric_learning.data import datasets, listfile, market, transforms
 
 
 def save_png(path, image):

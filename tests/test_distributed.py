@@ -14,7 +14,8 @@ WORKER = textwrap.dedent("""
     import metric_learning  # CPU defaults before paddle loads
     import numpy as np
     import paddle
-    from metric_learning import experiment, train_elem
+    from metric_learning import train_elem
+    from metric_learning.engine import build
 
     def save_weights(trainer, stage):
         np.savez({out!r} + "/%s%d.npz" % (stage, paddle.distributed.get_rank()),
@@ -22,7 +23,7 @@ WORKER = textwrap.dedent("""
 
     args = train_elem.parse_args({argv!r})
     with paddle.utils.unique_name.guard():
-        trainer = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+        trainer = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
         trainer.evaluate_fn = None
         save_weights(trainer, "start")
         trainer.fit()

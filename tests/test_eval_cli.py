@@ -1,4 +1,4 @@
-"""eval.py and metric_learning.evaluation: features files, exported models, checkpoints, list files."""
+"""eval.py and metric_learning.evaluation.evaluator: features files, exported models, checkpoints, list files."""
 import json
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metric_learning import evaluation, metrics
+from metric_learning.evaluation import evaluator, metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "metric_learning", "eval.py")
@@ -68,7 +68,7 @@ def test_features_cli_from_repo_root_and_from_the_package_folder(feature_files):
 
 def test_features_cli_rerank_and_euclidean_match_the_library(feature_files):
     from metric_learning import eval as eval_cli
-    from metric_learning.rerank import k_reciprocal_distance
+    from metric_learning.evaluation.rerank import k_reciprocal_distance
 
     directory, files = feature_files
     (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
@@ -101,7 +101,7 @@ def test_features_rows_must_match_the_names(feature_files):
     names = (directory / "gallery.txt").read_text().splitlines()
     (directory / "gallery.txt").write_text("\n".join(names[:-1]) + "\n")
     with pytest.raises(ValueError, match="gallery.npy has 70 rows but .*gallery.txt lists 69 names"):
-        evaluation.load_feature_set(str(directory / "gallery.npy"), str(directory / "gallery.txt"))
+        evaluator.load_feature_set(str(directory / "gallery.npy"), str(directory / "gallery.txt"))
 
 
 def test_cli_flag_combinations(feature_files):
@@ -161,23 +161,24 @@ def tiny_net():
 
 def test_extract_features_flip_averages_with_the_mirror_image(image_root):
     paths = sorted(str(p) for p in (image_root / "query").iterdir())
-    transform = evaluation.eval_transform(IMAGE_SHAPE)
+    transform = evaluator.eval_transform(IMAGE_SHAPE)
 
     def first_row(batch):   # an embedding that is not mirror-symmetric: channel 0 of the top pixel row
         return batch[:, 0, 0, :]
 
-    plain = evaluation.extract_features(first_row, paths, IMAGE_SHAPE, batch_size=2)
-    flipped = evaluation.extract_features(first_row, paths, IMAGE_SHAPE, batch_size=2, flip=True)
+    plain = evaluator.extract_features(first_row, paths, IMAGE_SHAPE, batch_size=2)
+    flipped = evaluator.extract_features(first_row, paths, IMAGE_SHAPE, batch_size=2, flip=True)
     expected = np.stack([transform(np.asarray(Image.open(p).convert("RGB")))[0, 0] for p in paths])
     np.testing.assert_allclose(plain, expected, rtol=1e-6)
     np.testing.assert_allclose(flipped, (expected + expected[:, ::-1]) / 2, rtol=1e-6)
     with pytest.raises(ValueError, match="returned shape"):
-        evaluation.extract_features(lambda b: b[:1, 0, 0], paths, IMAGE_SHAPE, batch_size=2)
+        evaluator.extract_features(lambda b: b[:1, 0, 0], paths, IMAGE_SHAPE, batch_size=2)
 
 
 def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     from metric_learning import eval as eval_cli
-    from metric_learning import export, market
+    from metric_learning.deploy import export
+    from metric_learning.data import market
 
     import paddle
 
@@ -191,7 +192,7 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     assert json.loads(out.read_text())["mAP"] == result["mAP"]
     protocol = eval_cli.read_protocol(str(image_root), "market1501")
     assert len(protocol.gallery) == (IDS + 1) * CAMS * 2              # junk dropped
-    direct, q_feats, g_feats = evaluation.evaluate_protocol(evaluation.LayerEmbedder(net), protocol, IMAGE_SHAPE,
+    direct, q_feats, g_feats = evaluator.evaluate_protocol(evaluator.LayerEmbedder(net), protocol, IMAGE_SHAPE,
                                                             return_features=True)
     saved = np.load(tmp_path / "feats" / "gallery.npy")
     np.testing.assert_allclose(saved, g_feats, rtol=1e-4, atol=1e-5)
@@ -210,9 +211,10 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
 
 
 def test_checkpoint_cli_and_list_file_recall(image_root, tmp_path, capsys):
-    from metric_learning import checkpoint, listfile, market
+    from metric_learning.models import checkpoint
+    from metric_learning.data import listfile, market
     from metric_learning import eval as eval_cli
-    from metric_learning.model import build_model
+    from metric_learning.models.reid_net import build_model
 
     config = {"model": {"model": "MobileNetV3_small_x1_0", "embedding_size": 16}, "image_shape": list(IMAGE_SHAPE)}
     net = build_model(**config["model"])
@@ -227,7 +229,7 @@ def test_checkpoint_cli_and_list_file_recall(image_root, tmp_path, capsys):
     assert "test_img_num %d, test_recall %.5f" % (len(samples), result["test_recall"]) in printed
     assert "overstates" in printed and "97.8" in printed and "91.5" in printed
     net.eval()
-    feats = evaluation.extract_features(net, [s.path for s in samples], IMAGE_SHAPE)
+    feats = evaluator.extract_features(net, [s.path for s in samples], IMAGE_SHAPE)
     labels = [s.pid for s in samples]
     expected = metrics.recall_at_k(feats, labels, ks=(1, 2))
     assert result["recall@1"] == pytest.approx(expected[1], abs=1e-9)

@@ -1,4 +1,4 @@
-"""metric_learning.extractor and the ONNX export: crop geometry, parity with the eager model, bad inputs."""
+"""metric_learning.deploy.extractor and the ONNX export: crop geometry, parity with the eager model, bad inputs."""
 import json
 import os
 import shutil
@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning import export, metrics, transforms
-from metric_learning.extractor import Extractor, fit_boxes_to_aspect
+from metric_learning.deploy import export
+from metric_learning.evaluation import metrics
+from metric_learning.data import transforms
+from metric_learning.deploy.extractor import Extractor, fit_boxes_to_aspect
 
 IMAGE_SHAPE = (3, 64, 32)     # model input H x W = 64 x 32: aspect (W / H) 0.5
 FRAME_SHAPE = (100, 200, 3)   # frame H x W = 100 x 200
@@ -54,7 +56,7 @@ def exported(tmp_path_factory):
     """A tiny untrained ReIDNet (eval mode) and its Paddle export, input name 'crops' as PP-Tracking feeds it."""
     import paddle
 
-    from metric_learning.model import build_model
+    from metric_learning.models.reid_net import build_model
 
     paddle.seed(0)
     net = build_model("MobileNetV3_small_x1_0", embedding_size=16)
@@ -219,8 +221,9 @@ def test_a_config_missing_fields_is_named(exported, tmp_path):
 def test_export_model_cli_writes_onnx_and_prints_its_parity(tmp_path, capsys):
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from metric_learning import checkpoint, export_model
-    from metric_learning.model import build_model
+    from metric_learning import export_model
+    from metric_learning.models import checkpoint
+    from metric_learning.models.reid_net import build_model
 
     config = {"model": {"model": "MobileNetV3_small_x1_0", "embedding_size": 16}, "image_shape": list(IMAGE_SHAPE)}
     ckpt = checkpoint.save_checkpoint(str(tmp_path / "ckpt" / "1"), build_model(**config["model"]).state_dict(),

@@ -1,4 +1,4 @@
-"""metric_learning.fastpath: switched layers compute the same outputs and gradients as Paddle's."""
+"""metric_learning.models.fastpath: switched layers compute the same outputs and gradients as Paddle's."""
 import os
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import pytest
 from paddle import nn
 from paddleclas.ppcls.arch import backbone as paddleclas_backbones
 
-from metric_learning import fastpath
+from metric_learning.models import fastpath
 
 BACKBONES = ["MobileNetV2", "MobileNetV3_large_x1_0", "MobileNetV3_small_x1_0", "GhostNet_x1_0",
              "PPLCNet_x1_0"]
@@ -264,7 +264,7 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
     code = textwrap.dedent("""
         import resource, sys
         import numpy as np
-        from metric_learning.fastpath import keep_freed_memory
+        from metric_learning.models.fastpath import keep_freed_memory
 
         def faults_allocating(nbytes):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

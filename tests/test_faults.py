@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metric_learning import checkpoint, evaluation, experiment, images, listfile, rundir, train_elem, trainer
+from metric_learning import train_elem
+from metric_learning.models import checkpoint
+from metric_learning.evaluation import evaluator
+from metric_learning.engine import build, rundir, trainer
+from metric_learning.data import images, listfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
@@ -134,7 +138,7 @@ def test_evaluation_prefetch_never_decodes_with_pillow(tmp_path, monkeypatch):
         raise AssertionError("Pillow was asked to decode an image")
 
     monkeypatch.setattr(Image, "open", refuse)
-    feats = evaluation.extract_features(lambda batch: batch.reshape(len(batch), -1)[:, :4], paths, (3, 32, 16),
+    feats = evaluator.extract_features(lambda batch: batch.reshape(len(batch), -1)[:, :4], paths, (3, 32, 16),
                                         batch_size=2)
     assert feats.shape == (5, 4)
 
@@ -169,7 +173,7 @@ def test_list_file_with_bad_paths_fails_before_training_naming_them(synthetic_ro
                                           "--model_save_dir", str(tmp_path / "m"), "--total_iter_num", "2"])
     with pytest.raises(images.BadImagesError, match=r"(?s)2 of \d+ images.*no/such/file\.jpg: file does not exist"
                                                     r".*no/such/other\.jpg"):
-        experiment.build_trainer(args, train_elem.build_criterion, log=quiet)
+        build.build_trainer(args, train_elem.build_criterion, log=quiet)
     assert not os.path.exists(tmp_path / "m")
 
 
@@ -200,7 +204,7 @@ def test_damaged_dataset_is_refused_before_the_first_iteration(damaged_copy, tmp
     args = train_elem.parse_args(SMALL + ["--dataset_root", root, "--model_save_dir", str(tmp_path / "m"),
                                           "--total_iter_num", "2"])
     with pytest.raises(images.BadImagesError) as info:
-        experiment.build_trainer(args, train_elem.build_criterion, log=quiet)
+        build.build_trainer(args, train_elem.build_criterion, log=quiet)
     assert [path for path, _ in info.value.bad] == [train, gallery]
     assert not os.path.exists(tmp_path / "m")
 
@@ -210,7 +214,7 @@ def test_damaged_dataset_trains_with_skip_and_counts_what_it_left_out(damaged_co
     args = train_elem.parse_args(SMALL + ["--dataset_root", root, "--model_save_dir", str(tmp_path / "m"),
                                           "--total_iter_num", "2", "--on_bad_image", "skip"])
     logs = []
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=logs.append)
+    run = build.build_trainer(args, train_elem.build_criterion, log=logs.append)
     assert any(line.startswith("skipping 2 unreadable images") for line in logs), logs
     assert train not in run.stream.dataset.paths
     metrics = run.fit()
@@ -224,7 +228,7 @@ def elem_args(synthetic_root, save_dir, *extra):
 
 
 def build(synthetic_root, save_dir, *extra, log=quiet):
-    run = experiment.build_trainer(elem_args(synthetic_root, save_dir, *extra), train_elem.build_criterion, log)
+    run = build.build_trainer(elem_args(synthetic_root, save_dir, *extra), train_elem.build_criterion, log)
     run.evaluate_fn = None
     return run
 

@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from metric_learning import experiment, market, train_elem
+from metric_learning import train_elem
+from metric_learning.engine import build
+from metric_learning.data import market
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +19,7 @@ def checkpoint_dir(synthetic_root, tmp_path_factory):
     args = train_elem.parse_args(["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32",
                                   "--train_batch_size", "16", "--total_iter_num", "1", "--synthetic_root",
                                   synthetic_root, "--model_save_dir", str(save)])
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     run.evaluate_fn = None
     run.fit()
     return os.path.join(str(save), args.model, "latest")
@@ -38,10 +40,11 @@ def test_dataset_root_embeddings_match_direct_evaluation(synthetic_root, checkpo
     from_files = eval_cli.main(["--query_feats", os.path.join(out, "query.npy"), "--gallery_feats",
                                 os.path.join(out, "gallery.npy"), "--query_list", os.path.join(out, "query.txt"),
                                 "--gallery_list", os.path.join(out, "gallery.txt")])
-    from metric_learning import checkpoint, evaluation, metrics
+    from metric_learning.models import checkpoint
+    from metric_learning.evaluation import evaluator, metrics
 
     net = checkpoint.load_model_for_eval(checkpoint_dir)
-    direct, q_feats, g_feats = evaluation.evaluate_protocol(evaluation.LayerEmbedder(net), protocol, (3, 64, 32),
+    direct, q_feats, g_feats = evaluator.evaluate_protocol(evaluator.LayerEmbedder(net), protocol, (3, 64, 32),
                                                             return_features=True)
     np.testing.assert_allclose(query, metrics.l2_normalize(q_feats), atol=2e-5)
     np.testing.assert_allclose(np.load(os.path.join(out, "gallery.npy")), metrics.l2_normalize(g_feats), atol=2e-5)
@@ -72,7 +75,9 @@ def test_image_list_and_a_missing_image(synthetic_root, checkpoint_dir, tmp_path
 
 @pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
 def test_exported_model_writes_what_the_checkpoint_writes(synthetic_root, checkpoint_dir, tmp_path, backend):
-    from metric_learning import checkpoint, export, infer
+    from metric_learning import infer
+    from metric_learning.models import checkpoint
+    from metric_learning.deploy import export
 
     prefix = str(tmp_path / "exported" / "reid")
     export.export_inference_model(checkpoint.load_model_for_eval(checkpoint_dir), prefix, (3, 64, 32))

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from metric_learning import listfile
+from metric_learning.data import listfile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "image_id class_id super_class_id path\n"

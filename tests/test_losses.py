@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning import losses as L
+from metric_learning.losses import combined as L
 
 
 def tensor(values, grad=False):

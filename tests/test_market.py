@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from metric_learning import market
+from metric_learning.data import market
 
 
 def touch(folder, *names):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from metric_learning import metrics
-from metric_learning.metrics import evaluate_ranking, recall_at_k
+from metric_learning.evaluation import metrics
+from metric_learning.evaluation.metrics import evaluate_ranking, recall_at_k
 
 
 def ranked_gallery(match_ranks, length):

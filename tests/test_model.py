@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning.model import (GeneralizedMeanPooling, GlobalAvgPooling, ReIDNet, build_model,
+from metric_learning.models.reid_net import (GeneralizedMeanPooling, GlobalAvgPooling, ReIDNet, build_model,
                                    build_model_from_args)
 
 BACKBONE = "MobileNetV3_small_x1_0"  # the cheapest; 576 channels

@@ -5,11 +5,14 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning import checkpoint, experiment, train_elem, transforms
-from metric_learning.checkpoint import load_model_for_eval
-from metric_learning.model import build_model
-from metric_learning.osnet import OSNET_WIDTHS
-from metric_learning.torch_weights import convert_torchreid_osnet, torchreid_state_dict
+from metric_learning import train_elem
+from metric_learning.models import checkpoint
+from metric_learning.engine import build
+from metric_learning.data import transforms
+from metric_learning.models.checkpoint import load_model_for_eval
+from metric_learning.models.reid_net import build_model
+from metric_learning.models.osnet import OSNET_WIDTHS
+from metric_learning.models.torch_weights import convert_torchreid_osnet, torchreid_state_dict
 from tests.torch_files import write_state_dict_zip
 
 SHARED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "weights")
@@ -114,7 +117,7 @@ def test_converter_names_the_first_tensor_of_another_width(tmp_path):
 
 def test_converter_refuses_a_state_dict_of_another_architecture():
     with pytest.raises(ValueError, match="not a torchreid OSNet"):
-        from metric_learning.torch_weights import torchreid_osnet_width
+        from metric_learning.models.torch_weights import torchreid_osnet_width
 
         torchreid_osnet_width({"features.0.weight": np.zeros((32, 3, 3, 3), np.float32)}, "mobilenet.pth")
     with pytest.raises(ValueError, match="holds no tensor state dict"):
@@ -139,7 +142,7 @@ def test_converted_torchreid_model_gives_torchreids_features(tmp_path, dataset):
     net_input = transforms.NETWORK_INPUT   # torchreid's too: RGB, /255, ImageNet mean / std
     mean, std = np.float32(net_input["mean"]), np.float32(net_input["std"])
     images = ((reference["input_uint8"] * np.float32(net_input["pixel_scale"]) - mean) / std).transpose(0, 3, 1, 2)
-    from metric_learning import fastpath
+    from metric_learning.models import fastpath
 
     for accelerated in (False, True):  # Paddle's kernels, then the training fast path
         if accelerated:
@@ -159,7 +162,7 @@ def test_converted_checkpoint_initialises_training_on_the_synthetic_set(tmp_path
                                   "--display_iter_step", "1", "--freeze_stages", "1", "--optimizer", "adam",
                                   "--lr", "0.0003", "--loader_threads", "1"])
     logged = []
-    trainer = experiment.build_trainer(args, train_elem.build_criterion, log=logged.append)
+    trainer = build.build_trainer(args, train_elem.build_criterion, log=logged.append)
     loaded = trainer.net.state_dict()
     reference = paddle.load(os.path.join(directory, checkpoint.MODEL_FILE))
     np.testing.assert_array_equal(loaded["backbone.conv4.1.conv2a.conv2.weight"].numpy(),

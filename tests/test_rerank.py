@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from metric_learning import rerank
-from metric_learning.rerank import RerankMemoryError, k_reciprocal_distance
+from metric_learning.evaluation import rerank
+from metric_learning.evaluation.rerank import RerankMemoryError, k_reciprocal_distance
 
 
 def reference_rerank(q_feats, g_feats, k1, k2, lambda_value, metric, stats=None):

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from metric_learning import cli, runtime
+from metric_learning import runtime
+from metric_learning.config import flags
 
 
 def test_cpu_env_defaults_respect_user_choice():
@@ -21,16 +22,16 @@ def test_cpu_env_sets_threads_when_missing():
 
 
 def test_str2bool_accepts_notebook_strings():
-    assert cli.str2bool("True") is True
-    assert cli.str2bool("False") is False
+    assert flags.str2bool("True") is True
+    assert flags.str2bool("False") is False
     with pytest.raises(argparse.ArgumentTypeError):
-        cli.str2bool("maybe")
+        flags.str2bool("maybe")
 
 
 def test_parse_image_shape():
-    assert cli.parse_image_shape("3,256,128") == (3, 256, 128)
+    assert flags.parse_image_shape("3,256,128") == (3, 256, 128)
     with pytest.raises(argparse.ArgumentTypeError, match="image_shape"):
-        cli.parse_image_shape("3,256")
+        flags.parse_image_shape("3,256")
 
 
 def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_warning():
@@ -52,7 +53,7 @@ def test_third_party_notices_are_hidden_unless_verbose(verbose, tmp_path):
     from conftest import ROOT
 
     code = ("import metric_learning, paddle, faiss, logging\n"
-            "from metric_learning.model import build_model\n"
+            "from metric_learning.models.reid_net import build_model\n"
             "build_model('MobileNetV3_small_x1_0')\n")   # ppcls's init_res notice
     env = {k: v for k, v in os.environ.items() if k not in ("PADDLE_REID_VERBOSE", "GLOG_minloglevel")}
     env["OMP_NUM_THREADS"] = "2"   # Paddle's notice is printed for any value above 1

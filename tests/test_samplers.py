@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning.samplers import PKBatchSampler, RandomBatchSampler
+from metric_learning.data.samplers import PKBatchSampler, RandomBatchSampler
 
 # Identity sizes 1, 2, 5, 8, 4, 3, 6 (29 images, shuffled so identities are not contiguous).
 SIZES = [1, 2, 5, 8, 4, 3, 6]

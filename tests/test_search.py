@@ -5,7 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning import metrics, search, search_gallery
+from metric_learning import search_gallery
+from metric_learning.evaluation import metrics
+from metric_learning.deploy import search
 
 GREEN, RED, WHITE = list(search.SAME_ID_BGR), list(search.OTHER_ID_BGR), list(search.BACKGROUND_BGR)
 

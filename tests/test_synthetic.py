@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning import market, synthetic
+from metric_learning.data import market, synthetic
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_train_ids=4, num_test_ids=5, num_cameras=3, images_per_id_per_cam=2)

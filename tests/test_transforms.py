@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metric_learning import transforms as T
+from metric_learning.data import transforms as T
 
 
 def random_image(height=128, width=64, seed=0):

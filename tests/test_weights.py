@@ -6,9 +6,9 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning.backbones import build_backbone
-from metric_learning.model import ReIDNet
-from metric_learning.weights import (PADDLE1_DTYPES, load_weights, read_lod_tensor, read_paddle1_dir,
+from metric_learning.models.backbones import build_backbone
+from metric_learning.models.reid_net import ReIDNet
+from metric_learning.models.weights import (PADDLE1_DTYPES, load_weights, read_lod_tensor, read_paddle1_dir,
                                      read_state)
 
 SMALL = "MobileNetV3_small_x1_0"  # 211 tensors, 1.x names from a rule table

@@ -22,7 +22,7 @@ def add_verbose_flag(parser):
 
 def checkpoint_path(value):
     """argparse type of ``--checkpoint``: a missing or foreign checkpoint is the first error, before any work."""
-    from metric_learning import checkpoint
+    from metric_learning.models import checkpoint
 
     try:
         checkpoint.resolve(value)
@@ -63,7 +63,7 @@ def run_cli(main, argv=None):
     """
     import sys
 
-    from metric_learning.trainer import TrainingDiverged, TrainingInterrupted
+    from metric_learning.engine.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         return main(argv)

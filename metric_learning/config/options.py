@@ -6,10 +6,10 @@ behaviour or is documented in ``--help``.
 """
 import argparse
 
-from metric_learning.backbones import BACKBONES
-from metric_learning.cli import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
-from metric_learning.losses import CLASSIFICATION_LOSSES, PAIR_LOSSES
-from metric_learning.market import PATTERNS
+from metric_learning.models.backbones import BACKBONES
+from metric_learning.config.flags import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
+from metric_learning.losses.combined import CLASSIFICATION_LOSSES, PAIR_LOSSES
+from metric_learning.data.market import PATTERNS
 
 
 def new_parser(description):

@@ -1,10 +1,10 @@
 """``paddle.io.Dataset`` over image files: decoding, bad-image handling and a decoded-image cache.
 
-Images are decoded by :mod:`metric_learning.images` (OpenCV, with an explicit truncated-JPEG check) into
+Images are decoded by :mod:`metric_learning.data.images` (OpenCV, with an explicit truncated-JPEG check) into
 HWC uint8 RGB.
 
 Bad images (missing, truncated, not an image) are found when the dataset is built: every file is decoded
-once by :func:`metric_learning.images.check_images`, in parallel and cached by (path, size, mtime), so a
+once by :func:`metric_learning.data.images.check_images`, in parallel and cached by (path, size, mtime), so a
 second run only ``stat`` s them.
 
 - ``on_bad_image='raise'`` (default): one :class:`BadImagesError` names every bad file (the first 20 and a
@@ -40,8 +40,8 @@ import warnings
 import numpy as np
 import paddle
 
-from metric_learning import listfile
-from metric_learning.images import BadImageError, check_images, read_image
+from metric_learning.data import listfile
+from metric_learning.data.images import BadImageError, check_images, read_image
 
 
 class ImageDataset(paddle.io.Dataset):
@@ -112,13 +112,13 @@ class ImageDataset(paddle.io.Dataset):
 
     @classmethod
     def from_list_file(cls, list_path, root, transform, **kwargs):
-        """Dataset of a list file (:mod:`metric_learning.listfile`); labels are the class ids made dense from 0."""
+        """Dataset of a list file (:mod:`metric_learning.data.listfile`); labels are the class ids made dense from 0."""
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(list_path), root)
         return cls(paths, labels, transform, **kwargs)
 
     @classmethod
     def from_samples(cls, samples, labels, transform, **kwargs):
-        """Dataset of :class:`~metric_learning.market.ReIDSample` s; ``labels=None`` uses the pids.
+        """Dataset of :class:`~metric_learning.data.market.ReIDSample` s; ``labels=None`` uses the pids.
 
         For training pass dense labels, e.g. ``market.relabel(samples)[0]``.
         """

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from metric_learning import market
+from metric_learning.data import market
 
 HEADER = ("image_id", "class_id", "super_class_id", "path")
 SUPER_CLASS_ID = 1
@@ -102,7 +102,7 @@ def records_to_paths_labels(records, root):
 
 
 def make_records(samples, root):
-    """Records for ``samples`` (:class:`~metric_learning.market.ReIDSample`), in the given order.
+    """Records for ``samples`` (:class:`~metric_learning.data.market.ReIDSample`), in the given order.
 
     Image ids count from 1; class ids are dense from 1 in pid order; paths are made relative to ``root``.
     """

@@ -16,7 +16,7 @@ clutter, and how often something occludes the person.
 Image (random per picture): viewpoint, walking phase, position and scale jitter (looser for detector boxes
 than for the hand-drawn query boxes), lighting jitter, background clutter, occlusion.
 
-Layout (as Market-1501, see :mod:`metric_learning.market`): ``bounding_box_train`` (train ids),
+Layout (as Market-1501, see :mod:`metric_learning.data.market`): ``bounding_box_train`` (train ids),
 ``query`` (one hand-drawn box per test id and camera, box index 00), ``bounding_box_test`` (the other test
 images plus junk ``-1``: boxes that show only a sliver of a test person, and distractors ``0000``:
 background or a partial stranger), ``gt_bbox`` (every train and test identity image, box index 00).
@@ -39,7 +39,7 @@ import shutil
 import cv2
 import numpy as np
 
-from metric_learning import market
+from metric_learning.data import market
 
 #: Clothing palette (RGB). Deliberately small: identities collide on single colours.
 CLOTHING_COLOURS = np.array([

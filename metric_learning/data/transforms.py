@@ -9,7 +9,7 @@ Evaluation pipeline: resize -> normalise.
 Randomness comes from one ``np.random.Generator`` owned by the :class:`ReIDTransform` (``.rng``), passed to
 every random op, so a run is reproducible from a seed and resumable: ``get_state()`` / ``set_state()``
 save and restore the generator exactly. DataLoader worker processes each start with a *copy* of the
-generator; :func:`metric_learning.datasets.seed_worker` reseeds each copy differently.
+generator; :func:`metric_learning.data.datasets.seed_worker` reseeds each copy differently.
 """
 import copy
 
@@ -146,7 +146,7 @@ class ReIDTransform:
     """``resize`` -> ``augment`` ops in order -> ``normalize``, drawing randomness from ``self.rng``.
 
     ``resize`` is a public attribute so a dataset can cache images already resized
-    (:class:`metric_learning.datasets.ImageDataset` with ``cache=True``); resizing again is then a no-op.
+    (:class:`metric_learning.data.datasets.ImageDataset` with ``cache=True``); resizing again is then a no-op.
     """
 
     def __init__(self, resize, augment=(), normalize=None, seed=None):

@@ -11,7 +11,7 @@ std, feature dimension and whether outputs are L2-normalised.
 :func:`export_onnx` converts the exported program to ``<prefix>.onnx`` (paddle2onnx);
 the same ``<prefix>.reid.json`` describes it. :class:`PredictorEmbedder` (Paddle
 Inference) and :class:`OnnxEmbedder` (ONNX Runtime) run either file on ready NCHW
-batches; :class:`metric_learning.extractor.Extractor` adds cropping and preprocessing.
+batches; :class:`metric_learning.deploy.extractor.Extractor` adds cropping and preprocessing.
 """
 import importlib
 import json
@@ -20,7 +20,7 @@ import os
 import numpy as np
 import paddle
 
-from metric_learning import transforms
+from metric_learning.data import transforms
 
 CONFIG_SUFFIX = ".reid.json"
 CONFIG_KEYS = ("input_name", "input_shape", "channel_order", "pixel_scale", "mean", "std", "feature_dim",

@@ -25,7 +25,9 @@ so ``embeddings[k]`` belongs to ``boxes[np.flatnonzero(mask)[k]]``.
 import cv2
 import numpy as np
 
-from metric_learning import export, images, metrics
+from metric_learning.deploy import export
+from metric_learning.data import images
+from metric_learning.evaluation import metrics
 
 BOX_FORMATS = {"ltwh": "left, top, width, height (DeepSORT)", "ltrb": "left, top, right, bottom (x1, y1, x2, y2)"}
 DEGENERATE_POLICIES = ("raise", "skip")
@@ -172,7 +174,7 @@ class Extractor:
 
     def embed_files(self, paths, flip=False):
         """float32 [N, D] embeddings of image files (whole images, as crops); ``flip`` averages each with its
-        mirror's. An unreadable file raises :class:`metric_learning.images.BadImageError` naming it;
+        mirror's. An unreadable file raises :class:`metric_learning.data.images.BadImageError` naming it;
         every file is checked before the first is embedded, so a bad one fails fast with all the others."""
         images.check_images(paths)
         feats = []

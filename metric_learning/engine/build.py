@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metric_learning import checkpoint, listfile, market, rundir, synthetic
+from metric_learning.models import checkpoint
+from metric_learning.data import listfile, market, synthetic
+from metric_learning.engine import rundir
 from metric_learning.runtime import select_device
 
 # Generated on first use when no dataset is given; small enough for a laptop CPU.
@@ -70,10 +72,10 @@ def resolve_data(args, log=print):
 def check_data_images(spec, on_bad_image, log=print):
     """Decode every image the run will read (train, query and gallery, or the lists) before anything else.
 
-    One error names every bad file (:func:`metric_learning.images.check_images`); with ``on_bad_image='skip'``
+    One error names every bad file (:func:`metric_learning.data.images.check_images`); with ``on_bad_image='skip'``
     the bad files are left out of every split and counted. Returns the spec to train on.
     """
-    from metric_learning import images
+    from metric_learning.data import images
 
     protocol = spec.protocol
     paths = list(spec.train_paths) + list(spec.test_paths or [])
@@ -163,15 +165,15 @@ def distributed_context():
 
 def build_evaluator(args, spec, log=print):
     """``evaluate(net) -> metrics`` on the data's test part (protocol: Rank-k/mAP; list: Recall@K)."""
-    from metric_learning import evaluation
+    from metric_learning.evaluation import evaluator
 
     if spec.kind == "protocol":
-        return lambda net: evaluation.evaluate_protocol(
-            evaluation.LayerEmbedder(net), spec.protocol, args.image_shape, batch_size=args.test_batch_size)
+        return lambda net: evaluator.evaluate_protocol(
+            evaluator.LayerEmbedder(net), spec.protocol, args.image_shape, batch_size=args.test_batch_size)
     if spec.test_paths is None:
         return None
-    return lambda net: evaluation.evaluate_recall(
-        evaluation.LayerEmbedder(net), spec.test_paths, spec.test_labels, args.image_shape,
+    return lambda net: evaluator.evaluate_recall(
+        evaluator.LayerEmbedder(net), spec.test_paths, spec.test_labels, args.image_shape,
         batch_size=args.test_batch_size)
 
 
@@ -196,7 +198,7 @@ def load_pretrained_criterion(criterion, path, log=print):
     random: its first large, wrong gradients would push the backbone away from what it
     learned. A classifier of another loss or class count cannot fit and is reported.
     """
-    from metric_learning import weights
+    from metric_learning.models import weights
 
     directory = checkpoint_directory(path)
     if directory is None or not criterion.parameters():
@@ -241,9 +243,10 @@ def build_trainer(args, build_criterion, log=print):
     """Data, model, loss, sampler, optimiser and schedule from ``args``, wired into a ``Trainer``."""
     import paddle
 
-    from metric_learning import datasets, samplers, transforms, weights
-    from metric_learning.model import build_model
-    from metric_learning.trainer import BatchStream, RunConfig, Trainer
+    from metric_learning.data import datasets, samplers, transforms
+    from metric_learning.models import weights
+    from metric_learning.models.reid_net import build_model
+    from metric_learning.engine.trainer import BatchStream, RunConfig, Trainer
 
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
@@ -264,12 +267,12 @@ def build_trainer(args, build_criterion, log=print):
     if args.pretrained_model and not args.checkpoint:
         weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
     if args.freeze_stages:
-        from metric_learning.backbones import freeze_stages
+        from metric_learning.models.backbones import freeze_stages
 
         frozen = freeze_stages(net.backbone, args.freeze_stages)
         log("froze the first %d backbone stages: %d parameters" % (args.freeze_stages, frozen))
     if not args.use_gpu and args.fast_depthwise:
-        from metric_learning import fastpath
+        from metric_learning.models import fastpath
 
         log("fast CPU path: %s (--fast_depthwise False keeps Paddle's kernels)" % (fastpath.accelerate(net),))
         if fastpath.keep_freed_memory():
@@ -277,7 +280,7 @@ def build_trainer(args, build_criterion, log=print):
     criterion = build_criterion(args, net.embedding_dim, num_classes)
     teacher = None
     if args.teacher_model:
-        from metric_learning.distillation import load_teacher
+        from metric_learning.engine.teacher import load_teacher
 
         if args.cache_frozen:
             raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
@@ -303,7 +306,7 @@ def build_trainer(args, build_criterion, log=print):
                     seed=args.seed + 1000 * rank,
                     loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
     if args.cache_frozen:
-        from metric_learning.frozen_cache import FrozenOutputCache
+        from metric_learning.engine.frozen_cache import FrozenOutputCache
 
         if not args.freeze_stages or args.pad or args.erase_prob:
             raise ValueError("--cache_frozen True needs --freeze_stages N > 0, --pad 0 and --erase_prob 0 "

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 
-from metric_learning import checkpoint
+from metric_learning.models import checkpoint
 
 LOCK_FILE = ".lock"
 LOG_FILE = "train_log.jsonl"

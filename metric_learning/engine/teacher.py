@@ -8,7 +8,8 @@ so a teacher costs a forward pass of an exported model per batch and no memory f
 """
 import numpy as np
 
-from metric_learning import export, transforms
+from metric_learning.deploy import export
+from metric_learning.data import transforms
 
 
 def load_teacher(path, image_shape, use_gpu=False, threads=None):

@@ -9,7 +9,7 @@ Nothing is lost: besides every ``save_iter_step`` iterations, a checkpoint is
 saved whenever ``save_minutes`` have passed since the last one, and SIGTERM or
 Ctrl-C (SIGINT) saves one after the current iteration, then stops with
 :class:`TrainingInterrupted` (a second signal stops at once). The run directory
-(:mod:`metric_learning.rundir`) is locked while training and marked FAILED with
+(:mod:`metric_learning.engine.rundir`) is locked while training and marked FAILED with
 the reason, or removed when nothing was saved, if the run does not finish.
 
 Reproducibility: the augmentation of image ``j`` of the batch at iteration ``i``
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metric_learning import checkpoint as ckpt
-from metric_learning.rundir import RunDir
+from metric_learning.models import checkpoint as ckpt
+from metric_learning.engine.rundir import RunDir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

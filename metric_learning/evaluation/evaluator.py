@@ -1,10 +1,10 @@
-"""Evaluate an embedding model: extract features, then score them with :mod:`metric_learning.metrics`
-(and optionally :mod:`metric_learning.rerank`).
+"""Evaluate an embedding model: extract features, then score them with :mod:`metric_learning.evaluation.metrics`
+(and optionally :mod:`metric_learning.evaluation.rerank`).
 
 An *embedder* is any callable ``embed(batch) -> [N, D]`` taking an NCHW float32 numpy batch:
 
 - :class:`LayerEmbedder` wraps a ``paddle.nn.Layer`` (a ReIDNet being trained or loaded from a checkpoint);
-- :class:`metric_learning.export.PredictorEmbedder` runs an exported Paddle inference model;
+- :class:`metric_learning.deploy.export.PredictorEmbedder` runs an exported Paddle inference model;
 - anything else (ONNX Runtime, another framework) plugs in the same way. Or skip extraction altogether and
   hand precomputed features to :func:`evaluate_features`: every model is then measured by the same code.
 
@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from metric_learning import metrics
-from metric_learning import rerank as reranking
+from metric_learning.evaluation import metrics
+from metric_learning.evaluation import rerank as reranking
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -38,7 +38,7 @@ class LayerEmbedder:
 
 def eval_transform(image_shape, mean=None, std=None):
     """Resize to ``image_shape`` (C, H, W) and normalise (ImageNet mean/std unless given)."""
-    from metric_learning import transforms
+    from metric_learning.data import transforms
 
     transform = transforms.build_transforms(image_shape, train=False)
     if mean is not None or std is not None:
@@ -67,7 +67,7 @@ def extract_features(embed, paths, image_shape, batch_size=DEFAULT_BATCH_SIZE, f
     ``embed``: an embedder (see the module docstring) or a ``paddle.nn.Layer``. ``flip`` averages each
     embedding with that of the mirrored image. ``log(message)`` gets a progress line every ~10%.
     """
-    from metric_learning.datasets import ImageDataset
+    from metric_learning.data.datasets import ImageDataset
 
     if not callable(embed):
         raise TypeError("embed must be callable (an embedder or a paddle.nn.Layer), got %r" % type(embed).__name__)
@@ -101,7 +101,7 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids=None, g_camids=
                       k2=reranking.DEFAULT_K2, lambda_value=reranking.DEFAULT_LAMBDA,
                       max_memory_gb=reranking.DEFAULT_MAX_MEMORY_GB, junk_pids=metrics.JUNK_PIDS):
     """Rank-k / mAP / mINP of query features against gallery features (see
-    :func:`metric_learning.metrics.evaluate_ranking`), optionally after k-reciprocal re-ranking.
+    :func:`metric_learning.evaluation.metrics.evaluate_ranking`), optionally after k-reciprocal re-ranking.
 
     Re-ranking first drops the junk gallery images: they are never scored, and leaving them out keeps
     them from shaping anyone's neighbourhood (and Market-1501's problem at 3,368 + 15,913 images).
@@ -124,7 +124,7 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids=None, g_camids=
 
 
 def labels_of(samples):
-    """``(pids, camids)`` int64 arrays of :class:`~metric_learning.market.ReIDSample` s."""
+    """``(pids, camids)`` int64 arrays of :class:`~metric_learning.data.market.ReIDSample` s."""
     return (np.array([s.pid for s in samples], np.int64).reshape(-1),
             np.array([s.camid for s in samples], np.int64).reshape(-1))
 
@@ -179,8 +179,8 @@ def read_name_list(list_path):
 
 def load_feature_set(feats_path, list_path, pattern="market1501"):
     """``(feats, pids, camids)`` from a ``.npy`` feature matrix and its name list (ids/cameras parsed from
-    the names with :func:`metric_learning.market.parse_name`). Row i of the matrix is line i of the list."""
-    from metric_learning import market
+    the names with :func:`metric_learning.data.market.parse_name`). Row i of the matrix is line i of the list."""
+    from metric_learning.data import market
 
     if not os.path.isfile(feats_path):
         raise FileNotFoundError("feature file %s does not exist" % feats_path)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import sparse
 
-from metric_learning.metrics import IGNORED, FeatureDistance, available_cpus, concat_ranges, order_keys
+from metric_learning.evaluation.metrics import IGNORED, FeatureDistance, available_cpus, concat_ranges, order_keys
 
 DEFAULT_K1 = 20
 DEFAULT_K2 = 6

@@ -11,7 +11,7 @@ trainer saves and restores it with the criterion. :class:`CombinedLoss` is the c
 calls with the network's ``(feat_before_bn, feat_after_bn, labels)``.
 
 Pair losses work on any batch holding several identities with several images each (the P x K
-batches of :class:`metric_learning.samplers.PKBatchSampler`); they find positives and negatives
+batches of :class:`metric_learning.data.samplers.PKBatchSampler`); they find positives and negatives
 from the labels, never from the position in the batch.
 
 The classic PaddlePaddle ``metric_learning`` losses (PaddlePaddle/models,

@@ -18,7 +18,7 @@ its ``.pdparams`` files load by name. Then it
    multiply-adds at 256x128 (+49 % ResNet50_vd), as the last stage(s) then run on
    4x the positions (benchmarks/backbones.py --last_stride 1 / 2);
 4. records ``legacy_param_names``, the Paddle 1.x parameter name of every tensor,
-   so ``metric_learning.weights`` can also load old per-parameter directories.
+   so ``metric_learning.models.weights`` can also load old per-parameter directories.
 
 Where the embedding is taken from (the cut point), per backbone:
 
@@ -47,7 +47,7 @@ import paddle
 from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
                                             MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
 
-from metric_learning.osnet import OSNET_WIDTHS, build_osnet, osnet_units
+from metric_learning.models.osnet import OSNET_WIDTHS, build_osnet, osnet_units
 
 _BN_LEGACY_SUFFIX = {"weight": "scale", "bias": "offset", "_mean": "mean", "_variance": "variance"}
 
@@ -233,7 +233,7 @@ def _trunk_forward(self, x):
         with paddle.no_grad():
             for unit in self.trunk_units[:frozen]:
                 x = unit(x)
-    # (otherwise x already is the frozen units' output: training from metric_learning.frozen_cache)
+    # (otherwise x already is the frozen units' output: training from metric_learning.engine.frozen_cache)
     for unit in self.trunk_units[frozen:]:
         x = unit(x)
     return x
@@ -290,7 +290,7 @@ def build_backbone(name, last_stride=1, pretrained=None):
     Returns the PaddleClas ``paddle.nn.Layer`` whose ``forward`` maps ``[N, 3, H, W]`` to
     ``[N, out_channels, h, w]``, with attributes ``backbone_name``, ``out_channels``,
     ``last_stride`` and ``legacy_param_names`` (structured key -> Paddle 1.x name).
-    ``pretrained``: optional path loaded with ``metric_learning.weights.load_weights``.
+    ``pretrained``: optional path loaded with ``metric_learning.models.weights.load_weights``.
     """
     if name not in BACKBONES:
         raise ValueError("unknown backbone %r; choose one of: %s" % (name, ", ".join(backbone_names())))
@@ -314,7 +314,7 @@ def build_backbone(name, last_stride=1, pretrained=None):
     net.last_stride = last_stride
     net.legacy_param_names = spec.legacy_names(net)
     if pretrained:
-        from metric_learning.weights import load_weights  # weights.py needs nothing from here
+        from metric_learning.models.weights import load_weights  # weights.py needs nothing from here
 
         load_weights(net, pretrained)
     return net

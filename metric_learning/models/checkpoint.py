@@ -160,7 +160,7 @@ def load_model_for_eval(path, args=None):
     """
     import paddle
 
-    from metric_learning.model import build_model
+    from metric_learning.models.reid_net import build_model
 
     path = resolve(path)
     config = read_config(path)

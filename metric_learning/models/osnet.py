@@ -21,7 +21,7 @@ Re-Identification", ICCV 2019. The building blocks, as in the paper:
 
 Parameter names follow torchreid's ``osnet.py`` (``conv2.0.conv2b.1.conv1.weight``,
 ``fc.0.weight`` ...), so a torchreid checkpoint maps tensor for tensor
-(``metric_learning.torch_weights.torchreid_osnet_to_paddle``). The instance-norm
+(``metric_learning.models.torch_weights.torchreid_osnet_to_paddle``). The instance-norm
 variants (OSNet-IBN / AIN) are not included.
 
 ``last_stride=1`` drops the average pool of the last transition (``conv3``'s): the

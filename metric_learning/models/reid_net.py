@@ -21,7 +21,7 @@ Classifier weights live in the classification losses, not here.
 import paddle
 import paddle.nn as nn
 
-from metric_learning.backbones import build_backbone
+from metric_learning.models.backbones import build_backbone
 
 
 class GlobalAvgPooling(nn.Layer):
@@ -66,7 +66,7 @@ class ReIDNet(nn.Layer):
     """Person re-identification embedding network.
 
     Args:
-        backbone_name: a name of ``metric_learning.backbones.BACKBONES``.
+        backbone_name: a name of ``metric_learning.models.backbones.BACKBONES``.
         embedding_size: width of an FC after the pooling; 0 or None: no FC, the embedding
             is the pooled backbone feature (``backbone.out_channels`` wide).
         pooling: "avg" or "gem" (learnable p, initialised to ``gem_p``).

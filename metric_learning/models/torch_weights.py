@@ -260,7 +260,7 @@ def convert_deepsort_mobilenetv2(src, dst):
     """
     import paddle  # the reader above needs no paddle; the writer does
 
-    from metric_learning.backbones import build_backbone
+    from metric_learning.models.backbones import build_backbone
 
     torch_state = read_torch_file(src)
     if isinstance(torch_state, dict) and "state_dict" in torch_state:
@@ -292,7 +292,7 @@ def torchreid_state_dict(obj, source):
 
 def torchreid_osnet_width(torch_state, source):
     """The ``OSNet_x*`` name whose stem width matches ``conv1.conv.weight``."""
-    from metric_learning.osnet import OSNET_WIDTHS
+    from metric_learning.models.osnet import OSNET_WIDTHS
 
     stem = torch_state.get("conv1.conv.weight")
     names = [name for name, widths in OSNET_WIDTHS.items() if stem is not None and stem.shape[0] == widths[0]]
@@ -355,8 +355,8 @@ def convert_torchreid_osnet(src, dst, model_name=None, image_shape=(3, 256, 128)
     """
     import paddle
 
-    from metric_learning import checkpoint
-    from metric_learning.model import build_model
+    from metric_learning.models import checkpoint
+    from metric_learning.models.reid_net import build_model
 
     torch_state = torchreid_state_dict(read_torch_file(src), src)
     model_name = model_name or torchreid_osnet_width(torch_state, src)

@@ -13,7 +13,7 @@ A file tensor is matched to a model tensor when its name is the model's structur
 key (``backbone.blocks.0.conv0.conv.weight``), the key relative to a backbone
 (PaddleClas files), that relative key with a ``backbone.`` prefix (a ReIDNet
 checkpoint loaded into a bare backbone), or the Paddle 1.x name of that tensor
-(``backbone.legacy_param_names``, see ``metric_learning.backbones``) -- and shapes
+(``backbone.legacy_param_names``, see ``metric_learning.models.backbones``) -- and shapes
 agree. Everything else is reported, never silently dropped: ``LoadReport``.
 """
 import os

@@ -1,10 +1,10 @@
 """DeepSORT with our embeddings: run the real tracker of the PyPI package ``deep-sort-realtime`` on a
-:class:`metric_learning.tracking_video.TrackingVideo` and score it (IDF1, ID switches).
+:class:`metric_learning.tracking.video.TrackingVideo` and score it (IDF1, ID switches).
 
 The appearance model is any *box embedder*, a callable ``embed_fn(frame_bgr, boxes_ltwh) -> float32 [N, D]``
 with one L2-normalised row per box: :class:`NetworkBoxEmbedder` wraps a network (a checkpoint through
-:class:`metric_learning.evaluation.LayerEmbedder`, an exported model through
-:class:`metric_learning.export.PredictorEmbedder`), :class:`ColourHistogramEmbedder` is a network-free
+:class:`metric_learning.evaluation.evaluator.LayerEmbedder`, an exported model through
+:class:`metric_learning.deploy.export.PredictorEmbedder`), :class:`ColourHistogramEmbedder` is a network-free
 baseline. ``embed_fn=None`` runs DeepSORT without appearance (see :func:`run_tracker`).
 
 The tracker gets the embeddings through ``DeepSort.update_tracks(raw_detections, embeds=...)`` with
@@ -16,7 +16,9 @@ import time
 import cv2
 import numpy as np
 
-from metric_learning import metrics, tracking_metrics, transforms
+from metric_learning.evaluation import metrics
+from metric_learning.tracking import metrics as tracking_metrics
+from metric_learning.data import transforms
 
 #: deep_sort_app's settings (Wojke et al. 2017) for what deep-sort-realtime leaves open: a budget of 100
 #: appearance samples per track (deep-sort-realtime's default, no budget, slows down as tracks age)
@@ -58,13 +60,13 @@ class NetworkBoxEmbedder:
 
 class ColourHistogramEmbedder:
     """Network-free box embedder: the joint RGB histogram of the box centre
-    (:func:`metric_learning.synthetic.colour_histograms`, square-rooted, hence L2-normalised)."""
+    (:func:`metric_learning.data.synthetic.colour_histograms`, square-rooted, hence L2-normalised)."""
 
     def __init__(self, bins=8, size_hw=(128, 64)):
         self.bins, self.size_hw = bins, size_hw
 
     def __call__(self, frame_bgr, boxes_ltwh):
-        from metric_learning.synthetic import colour_histograms
+        from metric_learning.data.synthetic import colour_histograms
 
         return colour_histograms(crop_boxes(frame_bgr, boxes_ltwh, self.size_hw), self.bins).astype(np.float32)
 
@@ -156,5 +158,5 @@ def ground_truth(video):
 
 
 def score(video, run, iou_threshold=tracking_metrics.IOU_THRESHOLD):
-    """:class:`metric_learning.tracking_metrics.TrackingScores` of a :class:`TrackerRun` on ``video``."""
+    """:class:`metric_learning.tracking.metrics.TrackingScores` of a :class:`TrackerRun` on ``video``."""
     return tracking_metrics.score_tracking(ground_truth(video), run.predictions, iou_threshold)

@@ -20,7 +20,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from metric_learning.images import read_image_bgr
+from metric_learning.data.images import read_image_bgr
 
 Identity = collections.namedtuple("Identity", ["pid", "crops"])
 Identity.__doc__ = "A person: dataset ``pid`` and a list of crops (BGR uint8 images) of them."
