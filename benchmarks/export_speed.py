@@ -58,7 +58,7 @@ def build_runtimes(name, height, width, directory, threads, last_stride=1):
     import numpy as np
 
     from metric_learning.evaluation import evaluator
-    from metric_learning.deploy import export
+    from metric_learning.deploy import embedders, export
     from metric_learning.models.reid_net import build_model
 
     net = build_model(name, last_stride=last_stride)
@@ -66,9 +66,9 @@ def build_runtimes(name, height, width, directory, threads, last_stride=1):
     export.export_inference_model(net, prefix, (3, height, width))
     onnx_path = export.export_onnx(prefix)
     runtimes = dict(zip(RUNTIMES, (evaluator.LayerEmbedder(net),
-                                   export.PredictorEmbedder(prefix, threads=threads, mkldnn=True),
-                                   export.PredictorEmbedder(prefix, threads=threads, mkldnn=False),
-                                   export.OnnxEmbedder(onnx_path, threads=threads))))
+                                   embedders.PredictorEmbedder(prefix, threads=threads, mkldnn=True),
+                                   embedders.PredictorEmbedder(prefix, threads=threads, mkldnn=False),
+                                   embedders.OnnxEmbedder(onnx_path, threads=threads))))
     for embed in runtimes.values():  # Paddle Inference prints a line on its first run; keep it out of the table
         embed(np.zeros((1, 3, height, width), np.float32))
     return runtimes

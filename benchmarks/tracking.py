@@ -111,9 +111,10 @@ def build_embedders(args):
             rows.append(("MobileNetV2 ImageNet %dx%d" % args.imagenet_shape[1:],
                          network_embedder(net, args.imagenet_shape)))
         elif args.checkpoint:
+            from metric_learning.config import schema
             from metric_learning.models import checkpoint
 
-            shape = tuple(checkpoint.read_config(args.checkpoint).get("image_shape") or (3, 256, 128))
+            shape = schema.image_shape(checkpoint.read_config(args.checkpoint))
             rows.append(("ours: %s %dx%d" % (os.path.basename(os.path.realpath(args.checkpoint)), shape[1], shape[2]),
                          network_embedder(checkpoint.load_model_for_eval(args.checkpoint), shape)))
         elif args.inference_model:

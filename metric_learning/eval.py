@@ -8,25 +8,20 @@ from precomputed features of any model (one image file name per line, in row ord
 Classic leave-one-out Recall@K over a list file (prints test_recall):
     python metric_learning/eval.py --checkpoint ... --test_list data/test.txt --image_root ../shared/datasets/Market-1501-v15.09.15
 """
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
+import argparse
+import json
 import os
 import sys
+import warnings
 
-# Run as a script from anywhere: put the repository root (not this folder, whose
-# module names would shadow third-party ones) first on sys.path.
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
-
-import metric_learning  # noqa: E402,F401  (sets CPU runtime defaults before paddle loads)
-import argparse  # noqa: E402
-import json  # noqa: E402
-import warnings  # noqa: E402
-
-from metric_learning.evaluation import evaluator, metrics  # noqa: E402
-from metric_learning.evaluation import rerank as reranking  # noqa: E402
-from metric_learning.config.flags import add_verbose_flag, checkpoint_path, parse_image_shape, run_cli, str2bool  # noqa: E402
-
-DEFAULT_IMAGE_SHAPE = (3, 256, 128)
+from metric_learning.config.flags import add_verbose_flag, checkpoint_path, parse_image_shape, str2bool
+from metric_learning.data import images, listfile, market
+from metric_learning.errors import run_cli
+from metric_learning.evaluation import evaluator, metrics
+from metric_learning.evaluation import rerank as reranking
+from metric_learning.models import checkpoint
 FEATURE_FLAGS = ("query_feats", "gallery_feats", "query_list", "gallery_list")
 
 LEAVE_ONE_OUT_NOTE = (
@@ -128,31 +123,19 @@ def parse_args(argv=None):
     return args
 
 
-def load_embedder(args):
-    """``(embed, image_shape, transform)`` for --checkpoint or --inference_model."""
-    if args.inference_model:
-        from metric_learning.deploy.export import OnnxEmbedder, PredictorEmbedder
+def load_model(args):
+    """``(embed, image_shape, transform)`` for --checkpoint or --inference_model; the classic --model and
+    --embedding_size are only compared with the checkpoint's config.json, whose architecture is the one loaded."""
+    if args.checkpoint:
+        saved = checkpoint.read_config(args.checkpoint)["model"]
+        for flag in ("model", "embedding_size"):
+            if getattr(args, flag) is not None and getattr(args, flag) != saved.get(flag):
+                warnings.warn("--%s %s differs from the checkpoint's %s; using the checkpoint's"
+                              % (flag, getattr(args, flag), saved.get(flag)))
+    # imported here: Paddle loads only when a model runs; precomputed features are scored without it
+    from metric_learning.deploy import embedders
 
-        exported = OnnxEmbedder if args.inference_model.endswith(".onnx") else PredictorEmbedder
-        embed = exported(args.inference_model, use_gpu=args.use_gpu)
-        if args.image_shape and tuple(args.image_shape) != embed.input_shape:
-            raise ValueError("--image_shape %s does not match the exported model's input %s"
-                             % (",".join(map(str, args.image_shape)), ",".join(map(str, embed.input_shape))))
-        transform = evaluator.eval_transform(embed.input_shape, embed.config.get("mean"), embed.config.get("std"))
-        return embed, embed.input_shape, transform
-    from metric_learning.models import checkpoint
-    from metric_learning.runtime import select_device
-
-    select_device(args.use_gpu)
-    config = checkpoint.read_config(args.checkpoint)
-    for flag, key in (("model", "model"), ("embedding_size", "embedding_size")):
-        saved = config.get("model", {}).get(key)
-        if getattr(args, flag) is not None and getattr(args, flag) != saved:
-            warnings.warn("--%s %s differs from the checkpoint's %s; using the checkpoint's"
-                          % (flag, getattr(args, flag), saved))
-    net = checkpoint.load_model_for_eval(args.checkpoint, args)
-    image_shape = tuple(args.image_shape or config.get("image_shape") or DEFAULT_IMAGE_SHAPE)
-    return evaluator.LayerEmbedder(net), image_shape, None
+    return embedders.load_model(args.checkpoint, args.inference_model, args.image_shape, args.use_gpu)
 
 
 def scoring_options(args):
@@ -170,8 +153,6 @@ def evaluate_features_files(args):
 
 def read_protocol(root, pattern):
     """Query and gallery of a Market-1501-layout root (junk dropped: it is never scored)."""
-    from metric_learning.data import market
-
     splits = {}
     for split in ("query", "gallery"):
         samples = market.load_folder(os.path.join(root, market.SPLIT_FOLDERS[split]), pattern)
@@ -180,18 +161,14 @@ def read_protocol(root, pattern):
 
 
 def evaluate_model(args, log):
-    from metric_learning.data import images
-
     # the data first: a bad image is reported before the model loads, and with every other bad one
     if args.test_list:
-        from metric_learning.data import listfile
-
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(args.test_list), args.image_root)
     else:
         protocol = read_protocol(args.dataset_root, args.name_pattern)
         paths = [s.path for s in protocol.query + protocol.gallery]
     images.check_images(paths, log=log)
-    embed, image_shape, transform = load_embedder(args)
+    embed, image_shape, transform = load_model(args)
     common = dict(batch_size=args.test_batch_size, flip=args.flip, transform=transform, log=log)
     if args.test_list:
         return evaluator.evaluate_recall(embed, paths, labels, image_shape, ks=args.ranks, metric=args.metric,
@@ -255,5 +232,10 @@ def main(argv=None):
     return result
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-eval`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -9,18 +9,15 @@ written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle
 With --onnx True the ONNX model is checked against Paddle Inference on a random batch and the largest
 difference printed. See export/README.md for consumers (metric_learning.deploy.extractor, DeepSORT trackers).
 """
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
 import os
-import sys
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
-
-import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-from metric_learning.models import checkpoint  # noqa: E402
-from metric_learning.deploy import export  # noqa: E402
-from metric_learning.config import options  # noqa: E402
-from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
+from metric_learning.models import checkpoint
+from metric_learning.deploy import artifact, export
+from metric_learning.config import options
+from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, str2bool
+from metric_learning.errors import run_cli
 
 PARITY_BATCH = 8
 
@@ -52,12 +49,17 @@ def main(argv=None):
                                            extra_config={"checkpoint": os.path.abspath(checkpoint.resolve(args.checkpoint))})
     print("exported %s.json / .pdiparams (input %r: [N, %s], output [N, %d]%s); config %s%s"
           % (args.output, config["input_name"], ", ".join(map(str, image_shape)), config["feature_dim"],
-             ", L2-normalised" if config["l2_normalized"] else "", args.output, export.CONFIG_SUFFIX))
+             ", L2-normalised" if config["l2_normalized"] else "", args.output, artifact.CONFIG_SUFFIX))
     if args.onnx:
         onnx_path = export.export_onnx(args.output, args.onnx_opset)
         print("exported %s; ONNX Runtime vs Paddle Inference on a random batch of %d: max |diff| %.2e"
               % (onnx_path, PARITY_BATCH, export.onnx_parity(args.output, PARITY_BATCH)))
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-export`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

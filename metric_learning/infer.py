@@ -11,22 +11,19 @@ ready for `eval.py --query_feats ... --gallery_feats ... --query_list ... --gall
 An exported model runs through metric_learning.deploy.extractor.Extractor (Paddle Inference, or ONNX Runtime for a
 .onnx file), with the preprocessing its <prefix>.reid.json describes.
 """
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
 import os
-import sys
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
+import numpy as np
 
-import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-import numpy as np  # noqa: E402
-
-from metric_learning.evaluation import evaluator, metrics  # noqa: E402
-from metric_learning.data import images, market  # noqa: E402
-from metric_learning.config import options  # noqa: E402
-from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, run_cli, str2bool  # noqa: E402
-from metric_learning.eval import load_embedder  # noqa: E402
-from metric_learning.deploy.extractor import Extractor  # noqa: E402
+from metric_learning.config import options
+from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, str2bool
+from metric_learning.data import images, market
+from metric_learning.deploy import embedders
+from metric_learning.deploy.extractor import Extractor
+from metric_learning.errors import run_cli
+from metric_learning.evaluation import evaluator, metrics
 
 
 def parse_args(argv=None):
@@ -50,9 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--flip", type=str2bool, default=False, help="average with the mirrored image's embedding")
     parser.add_argument("--normalize", type=str2bool, default=True, help="L2-normalise the embeddings")
     parser.add_argument("--use_gpu", type=str2bool, default=False, help="run on the GPU when available")
-    args = parser.parse_args(argv)
-    args.model = args.embedding_size = None  # load_embedder compares these with the checkpoint's own
-    return args
+    return parser.parse_args(argv)
 
 
 def read_image_list(list_path, root):
@@ -78,11 +73,10 @@ def build_embed_files(args):
     if args.inference_model:
         extractor = Extractor(args.inference_model, batch_size=args.test_batch_size, use_gpu=args.use_gpu,
                               normalize=args.normalize)
-        if args.image_shape and tuple(args.image_shape) != extractor.input_shape:
-            raise ValueError("--image_shape %s does not match the exported model's input %s"
-                             % (",".join(map(str, args.image_shape)), ",".join(map(str, extractor.input_shape))))
+        extractor.model.check_input_shape(args.image_shape)
         return lambda paths: extractor.embed_files(paths, flip=args.flip)
-    embed, image_shape, transform = load_embedder(args)
+    embed, image_shape, transform = embedders.load_model(args.checkpoint, image_shape=args.image_shape,
+                                                        use_gpu=args.use_gpu)
 
     def embed_files(paths):
         feats = evaluator.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
@@ -113,5 +107,10 @@ def main(argv=None):
         write_embeddings(args.output_dir, name, embed_files(paths), names)
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-infer`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -11,22 +11,18 @@ found under --query_image_root and --gallery_image_root (--dataset_root sets the
 bounding_box_test/). Person ids come from the file names (--name_pattern, as for eval.py); with
 --name_pattern none the results are not framed.
 """
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
+import argparse
 import os
-import sys
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
+import numpy as np
 
-import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults first)
-import argparse  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from metric_learning.evaluation import evaluator, metrics  # noqa: E402
-from metric_learning.data import market  # noqa: E402
-from metric_learning.deploy import search  # noqa: E402
-from metric_learning.config.flags import add_verbose_flag, in_repo, run_cli  # noqa: E402
+from metric_learning.evaluation import evaluator, metrics
+from metric_learning.data import market
+from metric_learning.deploy import search
+from metric_learning.config.flags import add_verbose_flag, in_repo
+from metric_learning.errors import run_cli
 
 
 def parse_args(argv=None):
@@ -104,5 +100,10 @@ def main(argv=None):
                                                                      index.size))
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-search`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -4,20 +4,14 @@
     cd metric_learning && python train_elem.py --model ResNet50_vd --embedding_size 128 \
         --loss_name arcmargin --arc_scale 80.0 --arc_margin 0.15 ...
 """
-import os
-import sys
-
-# Run as a script from anywhere: put the repository root (not this folder, whose
-# module names would shadow third-party ones) first on sys.path.
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
-
-import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-from metric_learning.engine import build  # noqa: E402
-from metric_learning.losses import combined as losses  # noqa: E402
-from metric_learning.config import options  # noqa: E402
-from metric_learning.config.flags import run_cli  # noqa: E402
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
+from metric_learning.config import options
+from metric_learning.engine import build
+from metric_learning.errors import run_cli
+from metric_learning.losses.combined import CombinedLoss, build_loss
+from metric_learning.losses.distillation import build_distillation
+from metric_learning.losses.pair import TripletLoss
 
 
 def build_criterion(args, embedding_dim, num_classes):
@@ -26,11 +20,11 @@ def build_criterion(args, embedding_dim, num_classes):
         kwargs["label_smoothing"] = args.label_smoothing
     else:
         kwargs.update(scale=args.arc_scale, margin=args.arc_margin, easy_margin=args.arc_easy_margin)
-    classification = losses.build_loss(args.loss_name, **kwargs)
-    metric = losses.TripletLoss(margin=args.margin) if args.triplet_weight > 0 else None
-    return losses.CombinedLoss(classification, metric, metric_weight=args.triplet_weight,
-                               distillation=losses.build_distillation(args.teacher_model, args.distill_temperature),
-                               distillation_weight=args.distill_weight)
+    classification = build_loss(args.loss_name, **kwargs)
+    metric = TripletLoss(margin=args.margin) if args.triplet_weight > 0 else None
+    return CombinedLoss(classification, metric, metric_weight=args.triplet_weight,
+                        distillation=build_distillation(args.teacher_model, args.distill_temperature),
+                        distillation_weight=args.distill_weight)
 
 
 def parse_args(argv=None):
@@ -50,5 +44,10 @@ def main(argv=None):
     build.run_training(args, build_criterion)
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-train-elem`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

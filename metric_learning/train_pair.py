@@ -6,20 +6,13 @@
 Starts from a train_elem checkpoint: backbone and head are kept; the classifier (trained by the
 classification loss, saved apart in criterion.pdparams) does not apply to pair losses and is left out.
 """
-import os
-import sys
-
-# Run as a script from anywhere: put the repository root (not this folder, whose
-# module names would shadow third-party ones) first on sys.path.
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-if os.path.abspath(sys.path[0] or os.getcwd()) == _PKG_DIR:
-    sys.path[0] = os.path.dirname(_PKG_DIR)
-
-import metric_learning  # noqa: E402,F401  (sets CPU thread/MKL defaults before paddle loads)
-from metric_learning.engine import build  # noqa: E402
-from metric_learning.losses import combined as losses  # noqa: E402
-from metric_learning.config import options  # noqa: E402
-from metric_learning.config.flags import run_cli  # noqa: E402
+if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
+    import run_by_path  # noqa: F401
+from metric_learning.config import options
+from metric_learning.engine import build
+from metric_learning.errors import run_cli
+from metric_learning.losses.combined import CombinedLoss, build_loss
+from metric_learning.losses.distillation import build_distillation
 
 # The classic implementation applied pair losses to the retrieval embedding itself.
 PAIR_FEATURES = "after_bn"
@@ -30,9 +23,9 @@ def build_criterion(args, embedding_dim, num_classes):
               "quadruplet": {"margin": args.margin},
               "eml": {},
               "npairs": {"reg_lambda": args.npairs_reg_lambda}}[args.loss_name]
-    return losses.CombinedLoss(None, losses.build_loss(args.loss_name, **kwargs), metric_features=PAIR_FEATURES,
-                               distillation=losses.build_distillation(args.teacher_model, args.distill_temperature),
-                               distillation_weight=args.distill_weight)
+    return CombinedLoss(None, build_loss(args.loss_name, **kwargs), metric_features=PAIR_FEATURES,
+                        distillation=build_distillation(args.teacher_model, args.distill_temperature),
+                        distillation_weight=args.distill_weight)
 
 
 def parse_args(argv=None):
@@ -56,5 +49,10 @@ def main(argv=None):
     build.run_training(args, build_criterion)
 
 
-if __name__ == "__main__":
+def console():
+    """The ``reid-train-pair`` command."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

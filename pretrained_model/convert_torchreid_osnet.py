@@ -17,7 +17,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import metric_learning  # noqa: E402,F401  (sets CPU defaults before paddle loads)
-from metric_learning.config.flags import parse_image_shape, run_cli  # noqa: E402
+from metric_learning.config import schema  # noqa: E402
+from metric_learning.config.flags import parse_image_shape  # noqa: E402
+from metric_learning.errors import run_cli  # noqa: E402
 from metric_learning.models.osnet import OSNET_WIDTHS  # noqa: E402
 from metric_learning.models.torch_weights import convert_torchreid_osnet  # noqa: E402
 
@@ -28,7 +30,7 @@ def main(argv=None):
     parser.add_argument("dst", help="checkpoint directory to write (e.g. pretrained_model/osnet_x0_25_market1501)")
     parser.add_argument("--model", choices=sorted(OSNET_WIDTHS), default=None,
                         help="OSNet width (default: read from the file)")
-    parser.add_argument("--image_shape", type=parse_image_shape, default=(3, 256, 128),
+    parser.add_argument("--image_shape", type=parse_image_shape, default=schema.DEFAULT_IMAGE_SHAPE,
                         help="input C,H,W recorded in config.json (torchreid's models are trained at 3,256,128)")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.src):

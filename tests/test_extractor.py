@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning.deploy import export
+from metric_learning.deploy import artifact, export
 from metric_learning.evaluation import metrics
 from metric_learning.data import transforms
 from metric_learning.deploy.extractor import Extractor, fit_boxes_to_aspect
@@ -167,7 +167,7 @@ def copy_model(prefix, directory, suffixes):
 
 def test_onnx_export_failures_raise_instead_of_passing_silently(exported, tmp_path, monkeypatch):
     paddle2onnx = pytest.importorskip("paddle2onnx")
-    prefix = copy_model(exported[1], str(tmp_path), (".json", ".pdiparams", export.CONFIG_SUFFIX))
+    prefix = copy_model(exported[1], str(tmp_path), (".json", ".pdiparams", artifact.CONFIG_SUFFIX))
     with open(prefix + ".onnx", "wb") as f:
         f.write(b"stale file from an earlier export")
 
@@ -188,7 +188,7 @@ def test_missing_files_and_configs_are_named(exported, onnx_path, tmp_path):
     no_config = copy_model(prefix, str(tmp_path / "no_config"), (".json", ".pdiparams"))
     with pytest.raises(FileNotFoundError, match=r"reid\.reid\.json is missing"):
         Extractor(no_config)
-    no_params = copy_model(prefix, str(tmp_path / "no_params"), (".json", export.CONFIG_SUFFIX))
+    no_params = copy_model(prefix, str(tmp_path / "no_params"), (".json", artifact.CONFIG_SUFFIX))
     with pytest.raises(FileNotFoundError, match=r"reid\.pdiparams is missing"):
         Extractor(no_params)
     with pytest.raises(FileNotFoundError, match=r"ONNX model .*missing\.onnx does not exist"):
@@ -204,15 +204,15 @@ def test_missing_files_and_configs_are_named(exported, onnx_path, tmp_path):
 
 
 def test_a_config_missing_fields_is_named(exported, tmp_path):
-    prefix = copy_model(exported[1], str(tmp_path), (".json", ".pdiparams", export.CONFIG_SUFFIX))
-    with open(prefix + export.CONFIG_SUFFIX) as f:
+    prefix = copy_model(exported[1], str(tmp_path), (".json", ".pdiparams", artifact.CONFIG_SUFFIX))
+    with open(prefix + artifact.CONFIG_SUFFIX) as f:
         config = json.load(f)
     del config["mean"], config["std"]
-    with open(prefix + export.CONFIG_SUFFIX, "w") as f:
+    with open(prefix + artifact.CONFIG_SUFFIX, "w") as f:
         json.dump(config, f)
     with pytest.raises(ValueError, match=r"reid\.reid\.json lacks mean, std"):
         Extractor(prefix)
-    with open(prefix + export.CONFIG_SUFFIX, "w") as f:
+    with open(prefix + artifact.CONFIG_SUFFIX, "w") as f:
         f.write("{not json")
     with pytest.raises(ValueError, match=r"reid\.reid\.json is not valid JSON"):
         Extractor(prefix)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metric_learning import train_elem
+from metric_learning import errors, train_elem
 from metric_learning.models import checkpoint
 from metric_learning.evaluation import evaluator
 from metric_learning.engine import build, rundir, trainer
@@ -227,7 +227,7 @@ def elem_args(synthetic_root, save_dir, *extra):
                                           "--test_iter_step", "100000"] + list(extra))
 
 
-def build(synthetic_root, save_dir, *extra, log=quiet):
+def build_run(synthetic_root, save_dir, *extra, log=quiet):
     run = build.build_trainer(elem_args(synthetic_root, save_dir, *extra), train_elem.build_criterion, log)
     run.evaluate_fn = None
     return run
@@ -239,7 +239,7 @@ def train(synthetic_root, save_dir, *extra, prepare=None):
     import paddle
 
     with paddle.utils.unique_name.guard():
-        run = build(synthetic_root, save_dir, *extra)
+        run = build_run(synthetic_root, save_dir, *extra)
         if prepare:
             prepare(run)
         if "--checkpoint" in extra:
@@ -271,13 +271,13 @@ def test_rerun_into_the_same_directory_is_refused_until_overwrite(synthetic_root
     run_dir = os.path.join(tmp_path, MODEL)
     with pytest.raises(rundir.RunDirError, match=r"%s already holds a run \(checkpoint 2, latest, train_log.jsonl\).*"
                                                  r"--checkpoint .*latest.*--overwrite True" % run_dir):
-        build(synthetic_root, tmp_path, "--total_iter_num", "3")
+        build_run(synthetic_root, tmp_path, "--total_iter_num", "3")
     train(synthetic_root, tmp_path, "--total_iter_num", "3", "--display_iter_step", "1", "--overwrite", "True")
     assert log_iterations(run_dir) == [1, 2, 3]          # the new run's log only
     assert rundir.checkpoints_in(run_dir) == [3]          # the old run's checkpoint 2 is gone
     train(synthetic_root, tmp_path / "other", "--total_iter_num", "1")
     with pytest.raises(rundir.RunDirError, match="already holds a run"):   # resuming another run there would mix
-        build(synthetic_root, tmp_path, "--total_iter_num", "4", "--checkpoint",
+        build_run(synthetic_root, tmp_path, "--total_iter_num", "4", "--checkpoint",
               os.path.join(tmp_path, "other", MODEL, "latest"))
 
 
@@ -291,8 +291,8 @@ def test_second_concurrent_run_into_the_same_directory_is_refused(synthetic_root
         other.flush()
         fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(rundir.RunDirError, match=r"another run \(pid 4242\) is writing to .*%s" % MODEL):
-            build(synthetic_root, tmp_path, "--total_iter_num", "2")
-        run = build(synthetic_root, tmp_path / "elsewhere", "--total_iter_num", "2")
+            build_run(synthetic_root, tmp_path, "--total_iter_num", "2")
+        run = build_run(synthetic_root, tmp_path / "elsewhere", "--total_iter_num", "2")
         run.config.model_save_dir = str(tmp_path)             # it got past the early check while the dir was free
         with pytest.raises(rundir.RunDirError, match=r"another run \(pid 4242\)"):
             run.fit()
@@ -301,7 +301,7 @@ def test_second_concurrent_run_into_the_same_directory_is_refused(synthetic_root
 
 def test_failure_before_any_checkpoint_leaves_no_directory(synthetic_root, tmp_path, monkeypatch):
     save_dir = tmp_path / "new" / "models"
-    run = build(synthetic_root, save_dir, "--total_iter_num", "4")
+    run = build_run(synthetic_root, save_dir, "--total_iter_num", "4")
     monkeypatch.setattr(run.stream, "_make_batch", lambda *_: (_ for _ in ()).throw(MemoryError("out of memory")))
     with pytest.raises(MemoryError):
         run.fit()
@@ -309,7 +309,7 @@ def test_failure_before_any_checkpoint_leaves_no_directory(synthetic_root, tmp_p
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
-    run = build(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
+    run = build_run(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
     real_forward = run.criterion.forward
 
     def poisoned(before, after, labels, teacher_features=None):
@@ -319,7 +319,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(synthe
         return result
 
     monkeypatch.setattr(run.criterion, "forward", poisoned)
-    with pytest.raises(trainer.TrainingDiverged, match=r"loss became nan at iteration 3.*Last good checkpoint: .*2"):
+    with pytest.raises(errors.TrainingDiverged, match=r"loss became nan at iteration 3.*Last good checkpoint: .*2"):
         run.fit()
     run_dir = os.path.join(tmp_path, MODEL)
     assert os.path.basename(os.path.realpath(os.path.join(run_dir, "latest"))) == "2"
@@ -336,7 +336,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_marks_the_run(
 
     import paddle
 
-    run = build(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
+    run = build_run(synthetic_root, tmp_path, "--total_iter_num", "6", "--save_iter_step", "2")
     real_save, calls = paddle.save, []
 
     def save_until_the_disk_fills(obj, path, *args, **kwargs):
@@ -393,7 +393,7 @@ def test_sigterm_saves_and_the_resumed_run_ends_with_the_same_weights(synthetic_
 
         run.optimizer.step = step_then_terminate
 
-    with pytest.raises(trainer.TrainingInterrupted, match="stopped by SIGTERM at iteration 4"):
+    with pytest.raises(errors.TrainingInterrupted, match="stopped by SIGTERM at iteration 4"):
         train(synthetic_root, tmp_path / "b", "--total_iter_num", "6", "--display_iter_step", "1", *RESUMABLE,
               prepare=terminate_during_iteration_4)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL   # the handler is gone again

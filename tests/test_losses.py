@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from metric_learning.losses import combined as L
+from metric_learning.losses import classification, combined, distillation, pair
 
 
 def tensor(values, grad=False):
@@ -42,7 +42,7 @@ def assert_finite_gradient(loss_layer, features, labels):
 
 def test_softmax_cross_entropy_with_label_smoothing_by_hand():
     # weight rows w0=(1,0), w1=(0,1), w2=(1,1); x=(1,0) -> logits (1, 0, 1); log-normaliser Z = log(2e + 1).
-    layer = L.SoftmaxLoss(embedding_dim=2, num_classes=3, label_smoothing=0.1)
+    layer = classification.SoftmaxLoss(embedding_dim=2, num_classes=3, label_smoothing=0.1)
     set_weight(layer, [[1, 0], [0, 1], [1, 1]])
     out = layer(tensor([[1, 0]]), labels_of([0]))
     z = math.log(2 * math.e + 1)
@@ -54,7 +54,7 @@ def test_softmax_cross_entropy_with_label_smoothing_by_hand():
 
 
 def test_softmax_without_smoothing_is_plain_cross_entropy():
-    layer = L.SoftmaxLoss(embedding_dim=2, num_classes=3)
+    layer = classification.SoftmaxLoss(embedding_dim=2, num_classes=3)
     set_weight(layer, [[1, 0], [0, 1], [1, 1]])
     out = layer(tensor([[1, 0], [0, 2]]), labels_of([0, 2]))
     expected = (cross_entropy([1, 0, 1], 0) + cross_entropy([0, 2, 2], 2)) / 2
@@ -62,13 +62,13 @@ def test_softmax_without_smoothing_is_plain_cross_entropy():
 
 
 def test_classifier_rejects_labels_outside_class_dim():
-    layer = L.SoftmaxLoss(embedding_dim=2, num_classes=3)
+    layer = classification.SoftmaxLoss(embedding_dim=2, num_classes=3)
     with pytest.raises(ValueError, match="class_dim"):
         layer(tensor([[1, 0]]), labels_of([3]))
     with pytest.raises(ValueError, match="shape"):
         layer(tensor([[1, 0], [0, 1]]), labels_of([0, 1, 2]))
     with pytest.raises(ValueError, match="label smoothing"):
-        L.SoftmaxLoss(embedding_dim=2, num_classes=3, label_smoothing=1.0)
+        classification.SoftmaxLoss(embedding_dim=2, num_classes=3, label_smoothing=1.0)
 
 
 # ----- ArcMargin ----------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_arcmargin_by_hand_margin_applies_to_target_angle():
     # Class weights along the axes (unnormalised on purpose); x at 60 degrees, length 5, class 0.
     # cos_0 = cos 60 = 0.5 -> target logit s*cos(60deg + m); cos_1 = sin 60 stays.
     s, m = 2.0, 0.5
-    layer = L.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m)
+    layer = classification.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m)
     set_weight(layer, [[2, 0], [0, 3]])
     x = [[5 * math.cos(math.pi / 3), 5 * math.sin(math.pi / 3)]]
     out = layer(tensor(x), labels_of([0]))
@@ -93,8 +93,8 @@ def test_arcmargin_fallback_beyond_pi_minus_m_and_easy_margin():
     s, m = 3.0, 0.5
     angle = math.radians(170)
     x = tensor([[math.cos(angle), math.sin(angle)]])
-    hard = L.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m)
-    easy = L.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m, easy_margin=True)
+    hard = classification.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m)
+    easy = classification.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=s, margin=m, easy_margin=True)
     for layer in (hard, easy):
         set_weight(layer, [[1, 0], [0, 1]])
     cos0, cos1 = math.cos(angle), math.sin(angle)
@@ -107,7 +107,7 @@ def test_arcmargin_fallback_beyond_pi_minus_m_and_easy_margin():
 
 def test_arcmargin_gradients_finite_when_feature_equals_its_class_weight():
     # cos = 1 exactly: an unclamped sqrt(1 - cos^2) has an infinite derivative there (NaN gradients).
-    layer = L.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=80.0, margin=0.15)
+    layer = classification.ArcMarginLoss(embedding_dim=2, num_classes=2, scale=80.0, margin=0.15)
     set_weight(layer, [[1, 0], [0, 1]])
     x = tensor([[1, 0], [0, 2]], grad=True)
     out = layer(x, labels_of([0, 1]))
@@ -126,12 +126,12 @@ PAPER_LABELS = [0, 0, 1, 1]
 
 
 def test_batch_hard_triplet_by_hand():
-    out = L.TripletLoss(margin=1.5)(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
+    out = pair.TripletLoss(margin=1.5)(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
     assert float(out["loss"]) == pytest.approx((0.5 + 0 + 1.5 + 0) / 4, rel=1e-6)
 
 
 def test_soft_margin_triplet_by_hand():
-    out = L.TripletLoss(soft_margin=True)(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
+    out = pair.TripletLoss(soft_margin=True)(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
     expected = sum(softplus(g) for g in (-1, -2, 0, -4)) / 4
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
 
@@ -150,7 +150,7 @@ def test_triplet_matches_loop_reference_on_a_shuffled_batch():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(12, 5)).astype("float32")
     y = rng.permutation(np.repeat([4, 9, 2], 4))  # P=3 identities x K=4, interleaved
-    out = L.TripletLoss(margin=0.3)(tensor(x), labels_of(y))
+    out = pair.TripletLoss(margin=0.3)(tensor(x), labels_of(y))
     assert float(out["loss"]) == pytest.approx(slow_batch_hard_triplet(x, y, 0.3), rel=1e-5)
 
 
@@ -166,13 +166,13 @@ def test_quadruplet_is_msml_one_hardest_pair_each_way_by_hand():
     # Positive pairs: 90 deg -> 2, 135 deg -> 2 + sqrt2 (hardest). Negative pairs: 180 -> 4,
     # 45 -> 2 - sqrt2 (hardest, twice), 90 -> 2. loss = (2 + sqrt2) - (2 - sqrt2) + margin.
     x = [unit(0, 3), unit(90, 0.5), unit(180, 2), unit(45, 7)]
-    out = L.QuadrupletLoss(margin=0.1)(tensor(x), labels_of([0, 0, 1, 1]))
+    out = pair.QuadrupletLoss(margin=0.1)(tensor(x), labels_of([0, 0, 1, 1]))
     assert float(out["loss"]) == pytest.approx(2 * math.sqrt(2) + 0.1, rel=1e-5)
 
 
 def test_quadruplet_is_zero_when_hardest_pairs_respect_the_margin():
     x = [unit(0), unit(10), unit(180), unit(200)]  # hardest positive 2-2cos20 = 0.12, hardest negative 2-2cos160
-    out = L.QuadrupletLoss(margin=0.1)(tensor(x), labels_of([0, 0, 1, 1]))
+    out = pair.QuadrupletLoss(margin=0.1)(tensor(x), labels_of([0, 0, 1, 1]))
     assert float(out["loss"]) == 0.0
 
 
@@ -213,7 +213,7 @@ def test_eml_matches_the_classic_formula(scale):
     y = np.repeat([0, 1, 2, 3], 2)
     expected, biases = classic_eml(x, 2)
     assert (max(biases) > 20) == (scale > 1)  # each case really takes the branch it is meant to
-    out = L.EmlLoss()(tensor(x), labels_of(y))
+    out = pair.EmlLoss()(tensor(x), labels_of(y))
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
@@ -224,7 +224,7 @@ def test_eml_by_hand_two_by_two():
     rows = [(9, (16, 64)), (9, (25, 73)), (16, (16, 25)), (16, (64, 73))]
     expected = np.mean([math.log1p(beta * math.exp(p) * np.mean(np.exp(-np.array(n)))) / math.log1p(beta)
                         for p, n in rows])
-    out = L.EmlLoss()(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
+    out = pair.EmlLoss()(tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
@@ -233,8 +233,8 @@ def test_eml_does_not_depend_on_batch_order():
     x = rng.normal(size=(12, 4)).astype("float32")
     y = np.repeat([0, 1, 2], 4)
     order = rng.permutation(12)
-    a = float(L.EmlLoss()(tensor(x), labels_of(y))["loss"])
-    b = float(L.EmlLoss()(tensor(x[order]), labels_of(y[order]))["loss"])
+    a = float(pair.EmlLoss()(tensor(x), labels_of(y))["loss"])
+    b = float(pair.EmlLoss()(tensor(x[order]), labels_of(y[order]))["loss"])
     assert a == pytest.approx(b, rel=1e-6)
     assert a == pytest.approx(classic_eml(x.astype("float64"), 4)[0], rel=1e-5)
 
@@ -256,7 +256,7 @@ def test_identity_with_a_single_image_is_only_a_negative(name, reference):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 3)).astype("float32")
     y = np.array([0, 0, 1, 1, 2])  # identity 2 has no positive: not an anchor, still a negative
-    layer = L.TripletLoss(margin=0.3) if name == "triplet" else L.EmlLoss()
+    layer = pair.TripletLoss(margin=0.3) if name == "triplet" else pair.EmlLoss()
     assert float(layer(tensor(x), labels_of(y))["loss"]) == pytest.approx(reference(x, y), rel=1e-5)
     assert_finite_gradient(layer, x, y)
 
@@ -276,7 +276,7 @@ def test_npairs_equals_the_classic_for_k2():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(10, 6)).astype("float64")
     y = np.repeat([3, 1, 4, 0, 2], 2)
-    out = L.NpairsLoss(reg_lambda=0.01)(tensor(x), labels_of(y))
+    out = pair.NpairsLoss(reg_lambda=0.01)(tensor(x), labels_of(y))
     assert float(out["loss"]) == pytest.approx(classic_npairs_k2(x, 0.01), rel=1e-5)
 
 
@@ -291,18 +291,18 @@ def test_npairs_k4_multi_positive_targets_by_loop():
         log_p = s - math.log(np.exp(s).sum())
         total += -sum(log_p[j] / 3 for j, c in enumerate(candidates) if y[c] == y[a])
     expected = total / 2 + 0.5 * 0.01 * np.mean((x ** 2).sum(axis=1))
-    out = L.NpairsLoss(reg_lambda=0.01)(tensor(x), labels_of(y))
+    out = pair.NpairsLoss(reg_lambda=0.01)(tensor(x), labels_of(y))
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
 # ----- shared pair-loss behaviour ---------------------------------------------------------
 
 PAIR_LOSS_LAYERS = {
-    "triplet": lambda: L.TripletLoss(margin=0.3),
-    "soft-triplet": lambda: L.TripletLoss(soft_margin=True),
-    "quadruplet": lambda: L.QuadrupletLoss(margin=0.1),
-    "eml": lambda: L.EmlLoss(),
-    "npairs": lambda: L.NpairsLoss(reg_lambda=0.01),
+    "triplet": lambda: pair.TripletLoss(margin=0.3),
+    "soft-triplet": lambda: pair.TripletLoss(soft_margin=True),
+    "quadruplet": lambda: pair.QuadrupletLoss(margin=0.1),
+    "eml": lambda: pair.EmlLoss(),
+    "npairs": lambda: pair.NpairsLoss(reg_lambda=0.01),
 }
 
 
@@ -327,33 +327,33 @@ def test_pair_losses_reject_batches_without_pairs(name):
 
 def test_pair_loss_accepts_column_labels_and_other_batch_sizes():
     x = tensor(PAPER_FEATURES)
-    flat = float(L.TripletLoss(margin=1.5)(x, labels_of(PAPER_LABELS))["loss"])
-    column = float(L.TripletLoss(margin=1.5)(x, labels_of([[v] for v in PAPER_LABELS]))["loss"])
+    flat = float(pair.TripletLoss(margin=1.5)(x, labels_of(PAPER_LABELS))["loss"])
+    column = float(pair.TripletLoss(margin=1.5)(x, labels_of([[v] for v in PAPER_LABELS]))["loss"])
     assert flat == column
     # 3 identities x 3 images: nothing hard-coded to the batch size
     rng = np.random.default_rng(0)
     x = rng.normal(size=(9, 2)).astype("float32")
     y = np.repeat([0, 1, 2], 3)
-    assert float(L.TripletLoss(0.2)(tensor(x), labels_of(y))["loss"]) == pytest.approx(
+    assert float(pair.TripletLoss(0.2)(tensor(x), labels_of(y))["loss"]) == pytest.approx(
         slow_batch_hard_triplet(x, y, 0.2), rel=1e-5)
 
 
 # ----- factory and combined criterion -----------------------------------------------------
 
 def test_build_loss_names_and_errors():
-    assert isinstance(L.build_loss("quadruplet", margin=0.2), L.QuadrupletLoss)
-    assert L.build_loss("arcmargin", embedding_dim=4, num_classes=3, scale=30.0).scale == 30.0
+    assert isinstance(combined.build_loss("quadruplet", margin=0.2), pair.QuadrupletLoss)
+    assert combined.build_loss("arcmargin", embedding_dim=4, num_classes=3, scale=30.0).scale == 30.0
     with pytest.raises(ValueError, match="softmax, arcmargin, triplet, quadruplet, eml, npairs"):
-        L.build_loss("contrastive")
+        combined.build_loss("contrastive")
     with pytest.raises(ValueError, match="reg_lambda"):
-        L.build_loss("triplet", reg_lambda=0.1)
+        combined.build_loss("triplet", reg_lambda=0.1)
 
 
 def test_combined_loss_sums_weighted_parts_and_reports_accuracy():
-    classifier = L.SoftmaxLoss(embedding_dim=2, num_classes=2, label_smoothing=0.1)
+    classifier = classification.SoftmaxLoss(embedding_dim=2, num_classes=2, label_smoothing=0.1)
     set_weight(classifier, [[1, 0], [0, 1]])
-    triplet = L.TripletLoss(margin=1.5)
-    criterion = L.CombinedLoss(classifier, triplet, metric_weight=0.5)
+    triplet = pair.TripletLoss(margin=1.5)
+    criterion = combined.CombinedLoss(classifier, triplet, metric_weight=0.5)
     before_bn = tensor(PAPER_FEATURES)
     after_bn = tensor([[2, 0], [1, 3], [0, 1], [3, 1]])  # predicted classes 0, 1, 1, 0 -> labels 0,0,1,1: acc 0.5
     labels = labels_of(PAPER_LABELS)
@@ -367,12 +367,12 @@ def test_combined_loss_sums_weighted_parts_and_reports_accuracy():
 
 
 def test_combined_loss_pair_only_on_the_retrieval_embedding():
-    criterion = L.CombinedLoss(metric=L.TripletLoss(margin=1.5), metric_features="after_bn")
+    criterion = combined.CombinedLoss(metric=pair.TripletLoss(margin=1.5), metric_features="after_bn")
     out = criterion(tensor(np.zeros((4, 2))), tensor(PAPER_FEATURES), labels_of(PAPER_LABELS))
     assert sorted(out) == ["loss"]
     assert float(out["loss"]) == pytest.approx(0.5, rel=1e-6)
     with pytest.raises(ValueError):
-        L.CombinedLoss()
+        combined.CombinedLoss()
 
 
 # ----- relational distillation ---------------------------------------------------------------
@@ -389,14 +389,14 @@ def test_similarity_distillation_by_hand():
     # anchor 2: P = (e, 1 - e),  Q = (1/2, 1/2)                      -> KL = e ln(2e) + (1 - e) ln(2 (1 - e))
     e = 1.0 / (1.0 + math.exp(-1.0))
     by_hand = ((2 * e - 1) - math.log(4 * e * (1 - e)) / 2 + e * math.log(2 * e) + (1 - e) * math.log(2 * (1 - e))) / 3
-    loss = L.SimilarityDistillationLoss(temperature=1.0)
+    loss = distillation.SimilarityDistillationLoss(temperature=1.0)
     assert float(loss(tensor(DISTILL_STUDENT), tensor(DISTILL_TEACHER))["loss"]) == pytest.approx(by_hand, rel=1e-5)
     assert by_hand == pytest.approx(0.23106, abs=1e-5)
     assert float(loss(tensor(DISTILL_TEACHER), tensor(DISTILL_TEACHER))["loss"]) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_similarity_distillation_compares_only_cosines():
-    loss = L.SimilarityDistillationLoss(temperature=0.1)
+    loss = distillation.SimilarityDistillationLoss(temperature=0.1)
     reference = float(loss(tensor(DISTILL_STUDENT), tensor(DISTILL_TEACHER))["loss"])
     # a 4-d teacher with the same cosines, and a student at another scale, give the same loss
     wider_teacher = np.concatenate([DISTILL_TEACHER, DISTILL_TEACHER], axis=1) * 7.0
@@ -405,28 +405,28 @@ def test_similarity_distillation_compares_only_cosines():
     with pytest.raises(ValueError, match="N >= 3"):
         loss(tensor(DISTILL_STUDENT[:2]), tensor(DISTILL_TEACHER[:2]))
     with pytest.raises(ValueError, match=r"temperature \(--distill_temperature\) must be > 0"):
-        L.SimilarityDistillationLoss(temperature=0)
+        distillation.SimilarityDistillationLoss(temperature=0)
 
 
 def test_similarity_distillation_moves_only_the_student():
     student, teacher = tensor(DISTILL_STUDENT, grad=True), tensor(DISTILL_TEACHER, grad=True)
-    L.SimilarityDistillationLoss(temperature=0.1)(student, teacher)["loss"].backward()
+    distillation.SimilarityDistillationLoss(temperature=0.1)(student, teacher)["loss"].backward()
     assert np.isfinite(student.grad.numpy()).all() and np.abs(student.grad.numpy()).max() > 0
     assert teacher.grad is None or not np.abs(teacher.grad.numpy()).any()
 
 
 def test_combined_loss_adds_weighted_distillation_on_the_retrieval_embedding():
-    criterion = L.CombinedLoss(metric=L.TripletLoss(margin=1.5), distillation=L.SimilarityDistillationLoss(1.0),
+    criterion = combined.CombinedLoss(metric=pair.TripletLoss(margin=1.5), distillation=distillation.SimilarityDistillationLoss(1.0),
                                distillation_weight=2.0)
     student = np.asarray(DISTILL_STUDENT + [[1, 1]], dtype="float32")
     teacher = np.asarray(DISTILL_TEACHER + [[1, 1]], dtype="float32")
     out = criterion(tensor(PAPER_FEATURES), tensor(student), labels_of(PAPER_LABELS), tensor(teacher))
-    distill = float(L.SimilarityDistillationLoss(1.0)(tensor(student), tensor(teacher))["loss"])
+    distill = float(distillation.SimilarityDistillationLoss(1.0)(tensor(student), tensor(teacher))["loss"])
     assert float(out["distill_loss"]) == pytest.approx(distill, rel=1e-6) and distill > 0.05
     assert float(out["loss"]) == pytest.approx(0.5 + 2.0 * distill, rel=1e-6)  # triplet 0.5 by hand, on before_bn
     with pytest.raises(ValueError, match="teacher embeddings are needed exactly when"):
         criterion(tensor(PAPER_FEATURES), tensor(student), labels_of(PAPER_LABELS))
-    assert sorted(L.CombinedLoss(distillation=L.SimilarityDistillationLoss())(
+    assert sorted(combined.CombinedLoss(distillation=distillation.SimilarityDistillationLoss())(
         tensor(student), tensor(student), labels_of(PAPER_LABELS), tensor(teacher))) == ["loss"]
 
 
@@ -453,7 +453,7 @@ def test_distillation_alone_teaches_a_student_what_only_the_teacher_sees():
     paddle.seed(0)
     student = paddle.nn.Linear(16, 4)
     optimizer = paddle.optimizer.Adam(0.01, parameters=student.parameters())
-    loss = L.SimilarityDistillationLoss(temperature=0.1)
+    loss = distillation.SimilarityDistillationLoss(temperature=0.1)
     embed = lambda x: student(paddle.to_tensor(x)).numpy()  # noqa: E731
     before = nearest_neighbour_shares_cluster(embed(held_out), held_out_clusters)
     assert nearest_neighbour_shares_cluster(held_out, held_out_clusters) < 0.5  # the raw input hides the clusters

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from metric_learning.models import checkpoint
-from metric_learning.engine import build, trainer
-from metric_learning.deploy import export
-from metric_learning import train_elem, train_pair
+from metric_learning.engine import build, solver
+from metric_learning.deploy import artifact, embedders, export
+from metric_learning import errors, train_elem, train_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
@@ -36,7 +36,7 @@ def test_classic_notebook_command_parses():
         "--arc_easy_margin False".split())
     assert (args.model, args.embedding_size, args.image_shape, args.loss_name) == ("ResNet50_vd", 128, (3, 128, 128), "arcmargin")
     assert (args.arc_scale, args.arc_margin, args.arc_easy_margin, args.use_gpu) == (80.0, 0.15, False, False)
-    assert build.parse_lr_steps(args.lr_steps, args.total_iter_num) == [5000, 7000]
+    assert solver.parse_lr_steps(args.lr_steps, args.total_iter_num) == [5000, 7000]
     pair = train_pair.parse_args("--model ResNet50_vd --embedding_size 128 --batch_size 80 --samples_each_class 4 "
                                  "--loss_name npairs --npairs_reg_lambda 0.01 --margin 0.1 --lr 0.0001".split())
     assert (pair.train_batch_size, pair.samples_each_class, pair.loss_name) == (80, 4, "npairs")
@@ -52,7 +52,7 @@ def test_scripts_run_from_repo_root_and_from_package_dir(cwd):
 
 def test_wrong_class_dim_names_the_right_one(synthetic_root, tmp_path):
     args = elem_args(synthetic_root, tmp_path, "--class_dim", "751")
-    with pytest.raises(build.ConfigError, match="has 60 classes; pass --class_dim 60"):
+    with pytest.raises(errors.ConfigError, match="has 60 classes; pass --class_dim 60"):
         build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
 
 
@@ -170,7 +170,7 @@ def test_export_then_load_gives_the_eager_embeddings(synthetic_root, tmp_path, i
     import paddle
 
     eager = paddle.nn.functional.normalize(net(paddle.to_tensor(batch)), axis=1).numpy()
-    embedder = export.PredictorEmbedder(prefix)
+    embedder = embedders.PredictorEmbedder(prefix)
     assert embedder.predictor.get_input_names() == [input_name]
     np.testing.assert_allclose(embedder(batch), eager, atol=1e-4)
     with pytest.raises(ValueError, match=r"expects batches of shape \[N, 3, 64, 32\]"):
@@ -193,7 +193,7 @@ def test_list_file_training_evaluates_leave_one_out_recall(synthetic_root, tmp_p
 
 def test_train_list_without_image_root_names_the_flag(tmp_path):
     args = train_elem.parse_args(["--train_list", str(tmp_path / "train.txt")])
-    with pytest.raises(build.ConfigError, match="--image_root"):
+    with pytest.raises(errors.ConfigError, match="--image_root"):
         build.resolve_data(args)
 
 
@@ -275,16 +275,16 @@ def test_teacher_embeds_every_batch_and_its_loss_is_weighted_in(synthetic_root, 
 def test_teacher_that_reads_other_batches_is_a_clear_error(synthetic_root, tmp_path):
     teacher = export_teacher(str(tmp_path / "teacher" / "reid"), (3, 128, 64))
     args = elem_args(synthetic_root, tmp_path, "--teacher_model", teacher)  # SMALL trains at 3,64,32
-    with pytest.raises(ValueError, match=r"--teacher_model .*reid takes 3x128x64 input but training batches are "
-                                         r"3,64,32 \(--image_shape\)"):
+    with pytest.raises(ValueError, match=r"--image_shape 3,64,32 does not match the exported model's input 3,128,64 "
+                                         r"\(.*reid\) given as --teacher_model"):
         build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
-    config_path = teacher + export.CONFIG_SUFFIX
+    config_path = teacher + artifact.CONFIG_SUFFIX
     config = json.load(open(config_path))
     json.dump(dict(config, channel_order="BGR"), open(config_path, "w"))
     args = elem_args(synthetic_root, tmp_path, "--image_shape", "3,128,64", "--teacher_model", teacher)
     with pytest.raises(ValueError, match="expects channel_order BGR but training batches have RGB"):
         build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
-    with pytest.raises(build.ConfigError, match="--teacher_model needs the training images"):
+    with pytest.raises(errors.ConfigError, match="--teacher_model needs the training images"):
         build.build_trainer(elem_args(synthetic_root, tmp_path, "--teacher_model", teacher, "--freeze_stages", "1",
                                            "--cache_frozen", "True", "--pad", "0", "--erase_prob", "0"),
                                  train_elem.build_criterion, log=lambda *_: None)

@@ -1,10 +1,16 @@
-"""Shared command-line helpers: the classic notebook's flag conventions, checks that run at parse time."""
+"""Flag types and defaults every script shares: the classic notebook's conventions, checks that run at parse time.
+
+Nothing here imports Paddle, so scripts that never need it (evaluating precomputed features, search) start fast.
+"""
 import argparse
 import os
 
+from metric_learning.models import checkpoint
+from metric_learning.runtime import VERBOSE_FLAG, VERBOSE_HELP
+
 # Default output paths are anchored here, whatever the working directory: the scripts also run from inside
 # metric_learning/ (the notebook way), and must not write into the package there.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def in_repo(*parts):
@@ -14,16 +20,12 @@ def in_repo(*parts):
 
 def add_verbose_flag(parser):
     """``--verbose``; it acts at import time (see :func:`metric_learning.runtime.verbose_requested`)."""
-    from metric_learning.runtime import VERBOSE_FLAG, VERBOSE_HELP
-
     parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     return parser
 
 
 def checkpoint_path(value):
     """argparse type of ``--checkpoint``: a missing or foreign checkpoint is the first error, before any work."""
-    from metric_learning.models import checkpoint
-
     try:
         checkpoint.resolve(value)
     except checkpoint.CheckpointError as exc:
@@ -52,26 +54,3 @@ def parse_image_shape(value):
     if len(shape) != 3 or min(shape) <= 0:
         raise argparse.ArgumentTypeError("--image_shape must be C,H,W with positive ints, e.g. 3,256,128; got %r" % value)
     return shape
-
-
-def run_cli(main, argv=None):
-    """Run a script's ``main``; input errors print one clear line instead of a traceback.
-
-    Our modules raise ValueError / FileNotFoundError (and subclasses) with messages
-    naming the file, line or flag at fault; that message is what the user needs.
-    Set PADDLE_REID_DEBUG=1 to see the full traceback.
-    """
-    import sys
-
-    from metric_learning.engine.trainer import TrainingDiverged, TrainingInterrupted
-
-    try:
-        return main(argv)
-    except TrainingInterrupted as stopped:   # a checkpoint was saved; exit as the signal would have
-        print(str(stopped), file=sys.stderr)
-        sys.exit(128 + stopped.signum)
-    except (ValueError, FileNotFoundError, TrainingDiverged) as error:
-        if os.environ.get("PADDLE_REID_DEBUG"):
-            raise
-        print("error: %s" % error, file=sys.stderr)
-        sys.exit(2)

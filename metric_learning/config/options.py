@@ -6,10 +6,12 @@ behaviour or is documented in ``--help``.
 """
 import argparse
 
-from metric_learning.models.backbones import BACKBONES
+from metric_learning.config import schema
 from metric_learning.config.flags import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
-from metric_learning.losses.combined import CLASSIFICATION_LOSSES, PAIR_LOSSES
 from metric_learning.data.market import PATTERNS
+from metric_learning.losses.classification import CLASSIFICATION_LOSSES
+from metric_learning.losses.pair import PAIR_LOSSES
+from metric_learning.models.backbones import BACKBONES
 
 
 def new_parser(description):
@@ -59,7 +61,7 @@ def add_model_args(parser):
                             "itself, as torchreid's OSNet is trained)")
     group.add_argument("--last_stride", type=int, choices=[1, 2], default=1,
                        help="stride of the last stage; 1 doubles the final feature map (a standard ReID trick)")
-    group.add_argument("--image_shape", type=parse_image_shape, default=(3, 256, 128),
+    group.add_argument("--image_shape", type=parse_image_shape, default=schema.DEFAULT_IMAGE_SHAPE,
                        help="input C,H,W; 3,256,128 and 3,128,64 are the usual ReID shapes")
     group.add_argument("--use_gpu", type=str2bool, default=False,
                        help="True runs on the GPU; without a CUDA build of Paddle or a visible GPU it falls back "

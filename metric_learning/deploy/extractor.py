@@ -25,76 +25,12 @@ so ``embeddings[k]`` belongs to ``boxes[np.flatnonzero(mask)[k]]``.
 import cv2
 import numpy as np
 
-from metric_learning.deploy import export
 from metric_learning.data import images
+from metric_learning.deploy import embedders
+from metric_learning.deploy.preprocess import BOX_FORMATS, Preprocessor, check_image, fit_boxes_to_aspect
 from metric_learning.evaluation import metrics
 
-BOX_FORMATS = {"ltwh": "left, top, width, height (DeepSORT)", "ltrb": "left, top, right, bottom (x1, y1, x2, y2)"}
 DEGENERATE_POLICIES = ("raise", "skip")
-
-
-def fit_boxes_to_aspect(boxes, aspect, frame_shape, box_format="ltwh"):
-    """Pixel rectangles to crop for ``boxes`` and which of them are usable.
-
-    ``boxes``: [N, 4] in ``box_format`` (see ``BOX_FORMATS``); ``aspect``: the model input's width / height;
-    ``frame_shape``: (height, width, ...) of the frame. Each box keeps its top, bottom and horizontal centre;
-    its width becomes ``height * aspect``. Edges are rounded to the nearest integer (halves up) and clipped to
-    the frame. Returns ``(rects, valid)``: int64 [N, 4] ``x1, y1, x2, y2`` with x2 / y2 exclusive (so the crop is
-    ``frame[y1:y2, x1:x2]``), and bool [N], False for a degenerate box (its rect is all zeros).
-    """
-    if box_format not in BOX_FORMATS:
-        raise ValueError("box_format must be one of %s, got %r" % (", ".join(BOX_FORMATS), box_format))
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    frame_height, frame_width = frame_shape[:2]
-    # NaN / inf coordinates make invalid arithmetic and compare False: such boxes are reported, not warned about
-    with np.errstate(invalid="ignore"):
-        left, top = boxes[:, 0], boxes[:, 1]
-        if box_format == "ltwh":
-            width, height = boxes[:, 2], boxes[:, 3]
-        else:
-            width, height = boxes[:, 2] - left, boxes[:, 3] - top
-        fitted_width = height * aspect
-        x1 = left + (width - fitted_width) / 2.0
-        edges = np.stack([x1, top, x1 + fitted_width, top + height], axis=1)
-        rects = np.clip(np.floor(edges + 0.5), 0, [frame_width, frame_height, frame_width, frame_height])
-        valid = (np.isfinite(boxes).all(axis=1) & (width > 0) & (height > 0)
-                 & (rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1]))
-    return np.where(valid[:, None], rects, 0).astype(np.int64), valid
-
-
-def _check_image(image, what):
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 \
-            or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError("%s: expected a non-empty HxWx3 uint8 BGR image, got %s %s"
-                         % (what, getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)))
-
-
-class Preprocessor:
-    """BGR uint8 crops of any size -> the model's NCHW float32 batch, as ``<prefix>.reid.json`` describes."""
-
-    def __init__(self, config, source):
-        channels, self.height, self.width = (int(v) for v in config["input_shape"])
-        if channels != 3 or config.get("layout", "NCHW") != "NCHW":
-            raise ValueError("%s: expected a 3-channel NCHW input, got input_shape %s, layout %s"
-                             % (source, config["input_shape"], config.get("layout")))
-        if config["channel_order"] not in ("RGB", "BGR"):
-            raise ValueError("%s: channel_order must be RGB or BGR, got %r" % (source, config["channel_order"]))
-        self.reverse_channels = config["channel_order"] == "RGB"  # crops arrive in OpenCV's BGR order
-        std = np.asarray(config["std"], dtype=np.float64).reshape(1, 3, 1, 1)
-        mean = np.asarray(config["mean"], dtype=np.float64).reshape(1, 3, 1, 1)
-        # (x * pixel_scale - mean) / std, folded into one multiply and one subtract
-        self.scale = (float(config["pixel_scale"]) / std).astype(np.float32)
-        self.offset = (mean / std).astype(np.float32)
-
-    def __call__(self, crops):
-        resized = np.stack([cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-                            for crop in crops])
-        if self.reverse_channels:
-            resized = resized[..., ::-1]
-        batch = np.ascontiguousarray(resized.transpose(0, 3, 1, 2), dtype=np.float32)
-        batch *= self.scale
-        batch -= self.offset
-        return batch
 
 
 class Extractor:
@@ -111,8 +47,8 @@ class Extractor:
                  normalize=True):
         if int(batch_size) < 1:
             raise ValueError("batch_size must be positive, got %r" % batch_size)
-        self.model = export.load_embedder(path, backend, use_gpu=use_gpu, threads=threads, mkldnn=mkldnn)
-        self.backend = "onnxruntime" if isinstance(self.model, export.OnnxEmbedder) else "paddle"
+        self.model = embedders.load_embedder(path, backend, use_gpu=use_gpu, threads=threads, mkldnn=mkldnn)
+        self.backend = "onnxruntime" if isinstance(self.model, embedders.OnnxEmbedder) else "paddle"
         self.config = self.model.config
         self.preprocess = Preprocessor(self.config, self.model.model_path)
         self.batch_size = int(batch_size)
@@ -133,7 +69,7 @@ class Extractor:
         if on_degenerate not in DEGENERATE_POLICIES:
             raise ValueError("on_degenerate must be one of %s, got %r" % (", ".join(DEGENERATE_POLICIES),
                                                                             on_degenerate))
-        _check_image(frame_bgr, "frame")
+        check_image(frame_bgr, "frame")
         boxes = np.asarray(boxes, dtype=np.float64)
         if boxes.size == 0:
             boxes = boxes.reshape(0, 4)
@@ -165,7 +101,7 @@ class Extractor:
         """float32 [N, D] embeddings of HxWx3 uint8 BGR crops (resized to the model input as they are)."""
         crops = list(crops_bgr)
         for index, crop in enumerate(crops):
-            _check_image(crop, "crop %d" % index)
+            check_image(crop, "crop %d" % index)
         if not crops:
             return np.zeros((0, self.feature_dim), np.float32)
         feats = np.concatenate([self.model(self.preprocess(crops[start:start + self.batch_size]))

@@ -5,22 +5,29 @@ everything else — which data, which model, which optimiser and schedule, how
 to evaluate, where to save — is built here once for both.
 """
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
+import paddle
+import paddle.distributed as dist
 
-from metric_learning.models import checkpoint
-from metric_learning.data import listfile, market, synthetic
+from metric_learning.config import schema
+from metric_learning.data import datasets, images, listfile, market, samplers, synthetic, transforms
 from metric_learning.engine import rundir
+from metric_learning.engine.frozen_cache import FrozenOutputCache
+from metric_learning.engine.pretrained import load_pretrained_criterion, pretrained_weights_file
+from metric_learning.engine.solver import build_optimizer, build_scheduler
+from metric_learning.engine.teacher import load_teacher
+from metric_learning.engine.trainer import BatchStream, RunConfig, Trainer
+from metric_learning.errors import ConfigError
+from metric_learning.evaluation import evaluator
+from metric_learning.models import fastpath, weights
+from metric_learning.models.backbones import freeze_stages
+from metric_learning.models.reid_net import build_model
 from metric_learning.runtime import select_device
 
 # Generated on first use when no dataset is given; small enough for a laptop CPU.
 SYNTHETIC_DEFAULTS = dict(num_train_ids=60, num_test_ids=60, num_cameras=6, images_per_id_per_cam=3, seed=0)
-
-
-class ConfigError(ValueError):
-    """A flag combination that cannot work; the message names the flag."""
 
 
 @dataclass
@@ -75,8 +82,6 @@ def check_data_images(spec, on_bad_image, log=print):
     One error names every bad file (:func:`metric_learning.data.images.check_images`); with ``on_bad_image='skip'``
     the bad files are left out of every split and counted. Returns the spec to train on.
     """
-    from metric_learning.data import images
-
     protocol = spec.protocol
     paths = list(spec.train_paths) + list(spec.test_paths or [])
     if protocol is not None:
@@ -113,49 +118,8 @@ def check_class_dim(class_dim, num_classes, source):
     return num_classes
 
 
-def parse_lr_steps(text, total_iter_num):
-    if not text:
-        return [int(total_iter_num * 0.6), int(total_iter_num * 0.85)]
-    try:
-        steps = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError("--lr_steps must be comma-separated iteration numbers, got %r" % text) from None
-    if steps != sorted(steps) or any(s <= 0 for s in steps):
-        raise ConfigError("--lr_steps must be increasing positive iterations, got %r" % text)
-    return steps
-
-
-def build_scheduler(args):
-    import paddle
-
-    lr = paddle.optimizer.lr
-    if args.lr_strategy == "piecewise_decay":
-        steps = parse_lr_steps(args.lr_steps, args.total_iter_num)
-        values = [args.lr * args.lr_decay ** i for i in range(len(steps) + 1)]
-        schedule = lr.PiecewiseDecay(boundaries=steps, values=values)
-    elif args.lr_strategy == "cosine":
-        schedule = lr.CosineAnnealingDecay(learning_rate=args.lr, T_max=max(1, args.total_iter_num))
-    else:
-        schedule = lr.LambdaDecay(learning_rate=args.lr, lr_lambda=lambda _: 1.0)
-    if args.warmup_iter_num > 0:
-        schedule = lr.LinearWarmup(schedule, warmup_steps=args.warmup_iter_num, start_lr=0.0, end_lr=args.lr)
-    return schedule
-
-
-def build_optimizer(args, parameters, scheduler):
-    import paddle
-
-    decay = paddle.regularizer.L2Decay(args.weight_decay) if args.weight_decay > 0 else None
-    if args.optimizer == "adam":
-        return paddle.optimizer.Adam(learning_rate=scheduler, parameters=parameters, weight_decay=decay)
-    return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=0.9, parameters=parameters,
-                                     weight_decay=decay, use_nesterov=False)
-
-
 def distributed_context():
     """``(rank, world_size)``; initialises the process group under ``paddle.distributed.launch``."""
-    import paddle.distributed as dist
-
     world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if world_size > 1:
         dist.init_parallel_env()
@@ -165,8 +129,6 @@ def distributed_context():
 
 def build_evaluator(args, spec, log=print):
     """``evaluate(net) -> metrics`` on the data's test part (protocol: Rank-k/mAP; list: Recall@K)."""
-    from metric_learning.evaluation import evaluator
-
     if spec.kind == "protocol":
         return lambda net: evaluator.evaluate_protocol(
             evaluator.LayerEmbedder(net), spec.protocol, args.image_shape, batch_size=args.test_batch_size)
@@ -177,52 +139,6 @@ def build_evaluator(args, spec, log=print):
         batch_size=args.test_batch_size)
 
 
-def checkpoint_directory(path):
-    """The paddle-reid checkpoint directory ``path`` names, or None for any other weights path."""
-    try:
-        return checkpoint.resolve(path)
-    except checkpoint.CheckpointError:
-        return None  # a .pdparams file or a Paddle 1.x parameter directory
-
-
-def pretrained_weights_file(path):
-    """``--pretrained_model`` may name a paddle-reid checkpoint directory; use its network weights then."""
-    directory = checkpoint_directory(path)
-    return path if directory is None else os.path.join(directory, checkpoint.MODEL_FILE)
-
-
-def load_pretrained_criterion(criterion, path, log=print):
-    """Keep the classifier of a paddle-reid checkpoint given as ``--pretrained_model`` when it fits.
-
-    Continuing a run with a new schedule should not restart a trained classifier from
-    random: its first large, wrong gradients would push the backbone away from what it
-    learned. A classifier of another loss or class count cannot fit and is reported.
-    """
-    from metric_learning.models import weights
-
-    directory = checkpoint_directory(path)
-    if directory is None or not criterion.parameters():
-        return None  # ImageNet weights, or a loss without weights: there is no classifier to keep
-    criterion_file = os.path.join(directory, checkpoint.CRITERION_FILE)
-    state = weights.read_state(criterion_file) if os.path.exists(criterion_file) else None
-    if not state:
-        return None
-    try:
-        return weights.load_state(criterion, state, criterion_file)
-    except ValueError as exc:
-        log("classifier not reused, it starts from random: %s" % exc)
-        return None
-
-
-def model_config(args):
-    """What config.json records to rebuild the network later (eval, export, fine-tuning)."""
-    return {"model": {"model": args.model, "embedding_size": args.embedding_size, "pooling": args.pooling,
-                      "last_stride": args.last_stride, "bnneck": args.bnneck},
-            "image_shape": list(args.image_shape),
-            "loss_name": args.loss_name,
-            "argv": sys.argv[1:]}
-
-
 def run_training(args, build_criterion, log=print):
     """Build everything from ``args``, resume if ``--checkpoint`` is given, train; returns final metrics.
 
@@ -230,8 +146,6 @@ def run_training(args, build_criterion, log=print):
     and a checkpoint stores them under those names; a fresh name scope makes a run
     name them identically whether it is the first in its process or not (notebooks).
     """
-    import paddle
-
     with paddle.utils.unique_name.guard():
         trainer = build_trainer(args, build_criterion, log)
         if args.checkpoint:
@@ -241,13 +155,6 @@ def run_training(args, build_criterion, log=print):
 
 def build_trainer(args, build_criterion, log=print):
     """Data, model, loss, sampler, optimiser and schedule from ``args``, wired into a ``Trainer``."""
-    import paddle
-
-    from metric_learning.data import datasets, samplers, transforms
-    from metric_learning.models import weights
-    from metric_learning.models.reid_net import build_model
-    from metric_learning.engine.trainer import BatchStream, RunConfig, Trainer
-
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
     if rank == 0:   # the one process that writes the run directory (see Trainer.save)
@@ -267,21 +174,15 @@ def build_trainer(args, build_criterion, log=print):
     if args.pretrained_model and not args.checkpoint:
         weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
     if args.freeze_stages:
-        from metric_learning.models.backbones import freeze_stages
-
         frozen = freeze_stages(net.backbone, args.freeze_stages)
         log("froze the first %d backbone stages: %d parameters" % (args.freeze_stages, frozen))
     if not args.use_gpu and args.fast_depthwise:
-        from metric_learning.models import fastpath
-
         log("fast CPU path: %s (--fast_depthwise False keeps Paddle's kernels)" % (fastpath.accelerate(net),))
         if fastpath.keep_freed_memory():
             log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
     criterion = build_criterion(args, net.embedding_dim, num_classes)
     teacher = None
     if args.teacher_model:
-        from metric_learning.engine.teacher import load_teacher
-
         if args.cache_frozen:
             raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
                              "cached feature maps; drop one of the two")
@@ -304,10 +205,8 @@ def build_trainer(args, build_criterion, log=print):
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, save_minutes=args.save_minutes, overwrite=args.overwrite,
                     seed=args.seed + 1000 * rank,
-                    loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
+                    loader_threads=args.loader_threads, model_config=schema.training_config(args), rank=rank)
     if args.cache_frozen:
-        from metric_learning.engine.frozen_cache import FrozenOutputCache
-
         if not args.freeze_stages or args.pad or args.erase_prob:
             raise ValueError("--cache_frozen True needs --freeze_stages N > 0, --pad 0 and --erase_prob 0 "
                              "(pad + crop and erasing change the frozen stages' input at every visit); got "

@@ -8,19 +8,16 @@ so a teacher costs a forward pass of an exported model per batch and no memory f
 """
 import numpy as np
 
-from metric_learning.deploy import export
 from metric_learning.data import transforms
+from metric_learning.deploy.embedders import load_embedder
 
 
 def load_teacher(path, image_shape, use_gpu=False, threads=None):
     """The embedder of the exported model at ``path``, checked to read the training batches of ``image_shape``
     (C, H, W) as they are. A mismatch raises ValueError naming ``--teacher_model`` and what differs."""
-    teacher = export.load_embedder(path, use_gpu=use_gpu, threads=threads)
+    teacher = load_embedder(path, use_gpu=use_gpu, threads=threads)
+    teacher.check_input_shape(image_shape, hint=" given as --teacher_model; export the teacher at the student's size")
     config = teacher.config
-    if tuple(config["input_shape"]) != tuple(image_shape):
-        raise ValueError("--teacher_model %s takes %s input but training batches are %s (--image_shape); export the "
-                         "teacher at the student's size" % (path, "x".join(map(str, config["input_shape"])),
-                                                            ",".join(map(str, image_shape))))
     for key, expected in transforms.NETWORK_INPUT.items():
         value = config[key]
         same = value == expected if isinstance(expected, str) else np.allclose(value, expected, rtol=1e-6)

@@ -30,22 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metric_learning.errors import TrainingDiverged, TrainingInterrupted
 from metric_learning.models import checkpoint as ckpt
 from metric_learning.engine.rundir import RunDir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM / SIGINT stopped the run after saving a resumable checkpoint; ``.signum`` is the signal."""
-
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.signum = signum
 
 
 @dataclass

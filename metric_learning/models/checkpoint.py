@@ -14,17 +14,17 @@ a process killed mid-write leaves either the previous checkpoint or the new one,
 never a half-written directory under the final name. ``latest`` is a symlink that
 is replaced atomically in the same way.
 """
-import json
 import os
 import pickle
 import shutil
 import tempfile
 
+from metric_learning.config import schema
+
 MODEL_FILE = "model.pdparams"
 CRITERION_FILE = "criterion.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"
 STATE_FILE = "trainer_state.pkl"
-CONFIG_FILE = "config.json"
 LATEST = "latest"
 
 
@@ -53,8 +53,7 @@ def save_checkpoint(directory, model_state, criterion_state, optimizer_state, tr
         if trainer_state is not None:
             with open(os.path.join(tmp, STATE_FILE), "wb") as f:
                 pickle.dump(trainer_state, f)
-        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
+        schema.write_config(tmp, config)
         if os.path.isdir(directory):
             # Re-saving the same iteration: move the old copy aside first, because
             # rename() cannot replace a non-empty directory.
@@ -104,8 +103,8 @@ def resolve(path):
 
 
 def read_config(path):
-    with open(os.path.join(resolve(path), CONFIG_FILE)) as f:
-        return json.load(f)
+    """The config.json (:mod:`metric_learning.config.schema`) of the checkpoint ``path`` names."""
+    return schema.read_config(resolve(path))
 
 
 class _TrainerStateUnpickler(pickle.Unpickler):
@@ -136,7 +135,7 @@ def read_training_state(path):
     import paddle
 
     path = resolve(path)
-    missing = [name for name in (CRITERION_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE)
+    missing = [name for name in (CRITERION_FILE, OPTIMIZER_FILE, STATE_FILE, schema.CONFIG_FILE)
                if not os.path.isfile(os.path.join(path, name))]
     if missing:
         raise CheckpointError("checkpoint %s cannot be resumed: missing %s" % (path, ", ".join(missing)))
@@ -151,20 +150,18 @@ def read_training_state(path):
     }
 
 
-def load_model_for_eval(path, args=None):
+def load_model_for_eval(path):
     """Rebuild the ReIDNet saved at ``path`` in eval mode.
 
     The architecture comes from the checkpoint's own ``config.json``, so eval never
-    depends on flags repeated by hand; ``args`` is accepted for the classic scripts'
-    call signature and is not needed.
+    depends on flags repeated by hand.
     """
     import paddle
 
     from metric_learning.models.reid_net import build_model
 
     path = resolve(path)
-    config = read_config(path)
-    net = build_model(**config["model"])
+    net = build_model(**schema.model_kwargs(read_config(path)))
     state = paddle.load(os.path.join(path, MODEL_FILE))
     assign_state(net, state, path)
     net.eval()

@@ -26,6 +26,9 @@ import zipfile
 
 import numpy as np
 
+from metric_learning.config import schema
+from metric_learning.models import checkpoint
+
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
@@ -343,7 +346,7 @@ def torchreid_osnet_to_paddle(torch_state, model_shapes, source):
     return state, classifier, skipped
 
 
-def convert_torchreid_osnet(src, dst, model_name=None, image_shape=(3, 256, 128), log=print):
+def convert_torchreid_osnet(src, dst, model_name=None, image_shape=schema.DEFAULT_IMAGE_SHAPE, log=print):
     """Convert a torchreid OSNet ``.pth`` into a paddle-reid checkpoint directory at ``dst``.
 
     The checkpoint holds the network (``bnneck=False``, ``last_stride=2``: torchreid's own
@@ -355,7 +358,6 @@ def convert_torchreid_osnet(src, dst, model_name=None, image_shape=(3, 256, 128)
     """
     import paddle
 
-    from metric_learning.models import checkpoint
     from metric_learning.models.reid_net import build_model
 
     torch_state = torchreid_state_dict(read_torch_file(src), src)
@@ -364,8 +366,7 @@ def convert_torchreid_osnet(src, dst, model_name=None, image_shape=(3, 256, 128)
     shapes = {key: tuple(t.shape) for key, t in build_model(**model_config).state_dict().items()}
     state, classifier, skipped = torchreid_osnet_to_paddle(torch_state, shapes, src)
     criterion = {} if classifier is None else {"classification.weight": classifier}
-    config = {"model": model_config, "image_shape": list(image_shape), "loss_name": "softmax",
-              "argv": [], "converted_from": os.path.abspath(src)}
+    config = schema.converted_config(model_config, image_shape, src)
     directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
                                            {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
                                            config)

@@ -4,7 +4,7 @@
 The appearance model is any *box embedder*, a callable ``embed_fn(frame_bgr, boxes_ltwh) -> float32 [N, D]``
 with one L2-normalised row per box: :class:`NetworkBoxEmbedder` wraps a network (a checkpoint through
 :class:`metric_learning.evaluation.evaluator.LayerEmbedder`, an exported model through
-:class:`metric_learning.deploy.export.PredictorEmbedder`), :class:`ColourHistogramEmbedder` is a network-free
+:class:`metric_learning.deploy.embedders.PredictorEmbedder`), :class:`ColourHistogramEmbedder` is a network-free
 baseline. ``embed_fn=None`` runs DeepSORT without appearance (see :func:`run_tracker`).
 
 The tracker gets the embeddings through ``DeepSort.update_tracks(raw_detections, embeds=...)`` with
@@ -13,12 +13,13 @@ The tracker gets the embeddings through ``DeepSort.update_tracks(raw_detections,
 import collections
 import time
 
-import cv2
 import numpy as np
+from deep_sort_realtime.deepsort_tracker import DeepSort
 
+from metric_learning.data.synthetic import colour_histograms
+from metric_learning.deploy.preprocess import Preprocessor, box_crops, resize_crops
 from metric_learning.evaluation import metrics
 from metric_learning.tracking import metrics as tracking_metrics
-from metric_learning.data import transforms
 
 #: deep_sort_app's settings (Wojke et al. 2017) for what deep-sort-realtime leaves open: a budget of 100
 #: appearance samples per track (deep-sort-realtime's default, no budget, slows down as tracks age)
@@ -29,32 +30,17 @@ TrackerRun.__doc__ = ("``predictions``: one ``(track ids [m], boxes [m, 4] ltwh)
                       "embedder and in the tracker (frame rendering excluded).")
 
 
-def crop_boxes(frame_bgr, boxes_ltwh, size_hw):
-    """``[N, H, W, 3]`` RGB uint8: each box cut from the BGR frame (clipped to it) and resized to ``size_hw``."""
-    height, width = frame_bgr.shape[:2]
-    boxes = np.asarray(boxes_ltwh, np.float64).reshape(-1, 4)
-    left_top = np.clip(np.floor(boxes[:, :2]), 0, [width, height]).astype(np.int64)
-    right_bottom = np.clip(np.ceil(boxes[:, :2] + boxes[:, 2:]), 0, [width, height]).astype(np.int64)
-    crops = np.empty((len(boxes), size_hw[0], size_hw[1], 3), np.uint8)
-    for i, ((left, top), (right, bottom)) in enumerate(zip(left_top.tolist(), right_bottom.tolist())):
-        if right <= left or bottom <= top:
-            raise ValueError("box %d %s lies outside the %dx%d frame" % (i, boxes[i].tolist(), width, height))
-        crops[i] = cv2.resize(frame_bgr[top:bottom, left:right], (size_hw[1], size_hw[0]),
-                              interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-    return crops
-
-
 class NetworkBoxEmbedder:
-    """Box embedder over a batch embedder ``embed(NCHW float32) -> [N, D]``: the boxes are cropped, resized to
-    ``image_shape`` (C, H, W) and normalised as in evaluation (RGB, ImageNet mean/std unless given)."""
+    """Box embedder over a batch embedder ``embed(NCHW float32) -> [N, D]``: the boxes are cropped as they lie,
+    resized to ``image_shape`` (C, H, W) and normalised as the network was trained
+    (:class:`metric_learning.deploy.preprocess.Preprocessor`)."""
 
-    def __init__(self, embed, image_shape, mean=transforms.IMAGENET_MEAN, std=transforms.IMAGENET_STD):
+    def __init__(self, embed, image_shape):
         self.embed = embed
-        self.size_hw = tuple(image_shape[1:])
-        self.normalize = transforms.Normalize(mean, std)
+        self.preprocess = Preprocessor.for_network(image_shape)
 
     def __call__(self, frame_bgr, boxes_ltwh):
-        batch = np.stack([self.normalize(crop) for crop in crop_boxes(frame_bgr, boxes_ltwh, self.size_hw)])
+        batch = self.preprocess(box_crops(frame_bgr, boxes_ltwh))
         return metrics.l2_normalize(np.asarray(self.embed(batch), np.float32))
 
 
@@ -66,9 +52,8 @@ class ColourHistogramEmbedder:
         self.bins, self.size_hw = bins, size_hw
 
     def __call__(self, frame_bgr, boxes_ltwh):
-        from metric_learning.data.synthetic import colour_histograms
-
-        return colour_histograms(crop_boxes(frame_bgr, boxes_ltwh, self.size_hw), self.bins).astype(np.float32)
+        rgb = resize_crops(box_crops(frame_bgr, boxes_ltwh), *self.size_hw)[..., ::-1]
+        return colour_histograms(rgb, self.bins).astype(np.float32)
 
 
 def constant_embedder(frame_bgr, boxes_ltwh):
@@ -113,8 +98,6 @@ def track(video, embeddings=None, **deepsort_options):
     per frame. The reported tracks are deep_sort_app's: confirmed tracks updated in this frame or the one
     before, with their Kalman-filtered box.
     """
-    from deep_sort_realtime.deepsort_tracker import DeepSort
-
     options = dict(DEEPSORT_OPTIONS, **deepsort_options)
     if embeddings is None:
         options["max_cosine_distance"] = -1.0
