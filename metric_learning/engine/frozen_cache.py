@@ -18,6 +18,7 @@ mode it takes images as always, so periodic evaluation and export are unchanged.
 import time
 
 import numpy as np
+import paddle
 
 
 class FrozenOutputCache:
@@ -29,8 +30,6 @@ class FrozenOutputCache:
     """
 
     def __init__(self, dataset, transform, backbone, flip_prob=0.5, batch_size=64, log=print):
-        import paddle
-
         if not backbone.num_frozen_units:
             raise ValueError("--cache_frozen needs --freeze_stages N > 0: there is nothing frozen to cache")
         if getattr(transform, "augment", None):

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import paddle
 
 from metric_learning.errors import TrainingDiverged, TrainingInterrupted
 from metric_learning.models import checkpoint as ckpt
@@ -58,27 +59,17 @@ class RunConfig:
         return os.path.join(self.model_save_dir, self.run_name)
 
 
-class TrainStep:
-    """Wraps network + criterion in one Layer so DataParallel syncs both.
+class TrainStep(paddle.nn.Layer):
+    """Wraps network + criterion in one Layer so DataParallel syncs both."""
 
-    Built lazily as a paddle.nn.Layer subclass so that importing this module does
-    not import paddle (scripts must set thread variables first).
-    """
+    def __init__(self, net, criterion):
+        super().__init__()
+        self.net = net
+        self.criterion = criterion
 
-    def __new__(cls, net, criterion):
-        import paddle
-
-        class _TrainStep(paddle.nn.Layer):
-            def __init__(self):
-                super().__init__()
-                self.net = net
-                self.criterion = criterion
-
-            def forward(self, images, labels, teacher_features=None):
-                feat_before_bn, feat_after_bn = self.net.forward_features(images)
-                return self.criterion(feat_before_bn, feat_after_bn, labels, teacher_features)
-
-        return _TrainStep()
+    def forward(self, images, labels, teacher_features=None):
+        feat_before_bn, feat_after_bn = self.net.forward_features(images)
+        return self.criterion(feat_before_bn, feat_after_bn, labels, teacher_features)
 
 
 class BatchStream:
@@ -157,9 +148,6 @@ class Trainer:
     def __init__(self, net, criterion, optimizer, scheduler, stream, config, evaluate_fn=None, log=print,
                  teacher=None):
         """``teacher``: for distillation, a callable that embeds a batch (NCHW float32 array -> [N, D] array)."""
-        import paddle
-
-        self.paddle = paddle
         self.net = net
         self.criterion = criterion
         self.optimizer = optimizer
@@ -248,7 +236,6 @@ class Trainer:
         return {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
 
     def _loop(self, log_file, stop):
-        paddle = self.paddle
         cfg = self.config
         metrics = {}
         sampler_state = self.stream.sampler.state_dict()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from metric_learning.data import market, transforms
 from metric_learning.evaluation import metrics
 from metric_learning.evaluation import rerank as reranking
 
@@ -30,7 +31,7 @@ class LayerEmbedder:
         net.eval()
 
     def __call__(self, batch):
-        import paddle
+        import paddle  # here: scoring precomputed features (eval.py, search_gallery.py) never loads Paddle
 
         with paddle.no_grad():
             return self.net(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
@@ -38,8 +39,6 @@ class LayerEmbedder:
 
 def eval_transform(image_shape, mean=None, std=None):
     """Resize to ``image_shape`` (C, H, W) and normalise (ImageNet mean/std unless given)."""
-    from metric_learning.data import transforms
-
     transform = transforms.build_transforms(image_shape, train=False)
     if mean is not None or std is not None:
         transform.normalize = transforms.Normalize(transforms.IMAGENET_MEAN if mean is None else mean,
@@ -67,7 +66,7 @@ def extract_features(embed, paths, image_shape, batch_size=DEFAULT_BATCH_SIZE, f
     ``embed``: an embedder (see the module docstring) or a ``paddle.nn.Layer``. ``flip`` averages each
     embedding with that of the mirrored image. ``log(message)`` gets a progress line every ~10%.
     """
-    from metric_learning.data.datasets import ImageDataset
+    from metric_learning.data.datasets import ImageDataset  # imports Paddle; see LayerEmbedder
 
     if not callable(embed):
         raise TypeError("embed must be callable (an embedder or a paddle.nn.Layer), got %r" % type(embed).__name__)
@@ -180,8 +179,6 @@ def read_name_list(list_path):
 def load_feature_set(feats_path, list_path, pattern="market1501"):
     """``(feats, pids, camids)`` from a ``.npy`` feature matrix and its name list (ids/cameras parsed from
     the names with :func:`metric_learning.data.market.parse_name`). Row i of the matrix is line i of the list."""
-    from metric_learning.data import market
-
     if not os.path.isfile(feats_path):
         raise FileNotFoundError("feature file %s does not exist" % feats_path)
     try:

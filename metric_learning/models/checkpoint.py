@@ -21,6 +21,9 @@ import tempfile
 
 from metric_learning.config import schema
 
+# Paddle is imported inside the functions that read or write tensors: --checkpoint is checked at parse time
+# (config.flags.checkpoint_path) by scripts that may never load Paddle.
+
 MODEL_FILE = "model.pdparams"
 CRITERION_FILE = "criterion.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"
