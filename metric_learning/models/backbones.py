@@ -1,16 +1,17 @@
 """Backbone registry: PaddleClas ImageNet networks cut down to feature-map extractors.
 
 ``build_backbone(name)`` builds the network with PaddleClas's own constructor (the
-code is not copied), so parameter names and structure stay those of PaddleClas and
-its ``.pdparams`` files load by name. Then it
+code is not copied) and wraps it in a :class:`Backbone` layer, which
 
-1. removes the classification head (global pool, the 1x1 "last conv" where it sits
-   after the pool, dropout, classifier), so the classifier weights are not trained,
-   saved or exported as dead weight;
-2. replaces ``forward`` with the trunk up to the last feature map, returning
-   ``[N, out_channels, h, w]``: pooling is the ReID head's job (average or GeM).
-   The trunk is an ordered list of units (``net.trunk_units``) applied in turn; its
-   first stages can be frozen for cheaper training (``freeze_stages``);
+1. takes over the network's layers except the classification head (global pool, the
+   1x1 "last conv" where it sits after the pool, dropout, classifier), under the
+   names they have in the network: parameter names stay those of PaddleClas, so its
+   ``.pdparams`` files and earlier checkpoints load by name, and the classifier
+   weights are not trained, saved or exported as dead weight;
+2. runs the trunk up to the last feature map, returning ``[N, out_channels, h, w]``:
+   pooling is the ReID head's job (average or GeM). The trunk is an ordered list of
+   units (``backbone.trunk_units``) applied in turn; its first stages can be frozen
+   for cheaper training (``freeze_stages``);
 3. optionally sets the stride of the last down-sampling stage to 1
    (``last_stride=1``, Luo et al., "Bag of Tricks and A Strong Baseline for Deep
    Person Re-identification", CVPRW 2019): twice the spatial resolution of the
@@ -39,15 +40,16 @@ Where the embedding is taken from (the cut point), per backbone:
   ReLU) stays as ``net.fc`` and ``ReIDNet`` applies it after the pooling, so the
   embedding is 512-d as in torchreid.
 """
-import types
 from collections import namedtuple
 
 import numpy as np
 import paddle
+from paddle import nn
 from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
                                             MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
 
 from metric_learning.models.osnet import OSNET_WIDTHS, build_osnet, osnet_units
+from metric_learning.models.weights import load_weights
 
 _BN_LEGACY_SUFFIX = {"weight": "scale", "bias": "offset", "_mean": "mean", "_variance": "variance"}
 
@@ -222,21 +224,47 @@ BACKBONES.update({name: _Spec(build_osnet(name), osnet_units, (), widths[3], _no
                   for name, widths in OSNET_WIDTHS.items()})
 
 
-def _trunk_forward(self, x):
-    frozen = self.num_frozen_units
-    if frozen and not (self.training and self.frozen_outputs_cached):
-        # Frozen units run as at inference: no autograd graph is recorded (the saving
-        # that makes freezing cheap), and their BNs use the ImageNet running statistics
-        # however often a trainer calls train() on the whole network.
-        for layer in self.frozen_layers:
-            layer.training = False
-        with paddle.no_grad():
-            for unit in self.trunk_units[:frozen]:
-                x = unit(x)
-    # (otherwise x already is the frozen units' output: training from metric_learning.engine.frozen_cache)
-    for unit in self.trunk_units[frozen:]:
-        x = unit(x)
-    return x
+class Backbone(nn.Layer):
+    """Backbone ``name`` as a feature-map extractor: ``backbone(x)`` maps ``[N, 3, H, W]`` to
+    ``[N, out_channels, h, w]``.
+
+    ``net`` is the built network (PaddleClas's, or our OSNet) and ``spec`` its entry of :data:`BACKBONES`. Every
+    layer of ``net`` but those of ``spec.head`` becomes this layer's own, under the same name, so the state-dict
+    keys are the network's. ``legacy_param_names`` maps each key to its Paddle 1.x parameter name.
+    """
+
+    def __init__(self, name, net, spec, last_stride):
+        super().__init__()
+        if net._parameters or net._buffers:
+            raise ValueError("%s holds parameters outside its layers; Backbone would lose them" % name)
+        for child_name, child in net._sub_layers.items():   # all of them, in order: the state dict's key order
+            if child_name not in spec.head and child is not None:
+                self.add_sublayer(child_name, child)
+        self.trunk_units = spec.units(net)
+        self.num_frozen_units = 0
+        self.frozen_layers = []
+        self.frozen_outputs_cached = False
+        self.backbone_name = name
+        self.out_channels = spec.out_channels
+        self.last_stride = last_stride
+        kept = set(self.state_dict())   # the head's parameters are not part of the backbone
+        self.legacy_param_names = {key: legacy for key, legacy in spec.legacy_names(net).items() if key in kept}
+
+    def forward(self, x):
+        frozen = self.num_frozen_units
+        if frozen and not (self.training and self.frozen_outputs_cached):
+            # Frozen units run as at inference: no autograd graph is recorded (the saving
+            # that makes freezing cheap), and their BNs use the ImageNet running statistics
+            # however often a trainer calls train() on the whole network.
+            for layer in self.frozen_layers:
+                layer.training = False
+            with paddle.no_grad():
+                for unit in self.trunk_units[:frozen]:
+                    x = unit(x)
+        # (otherwise x already is the frozen units' output: training from metric_learning.engine.frozen_cache)
+        for unit in self.trunk_units[frozen:]:
+            x = unit(x)
+        return x
 
 
 def trunk_stages(net, probe_hw=(64, 32)):
@@ -287,8 +315,7 @@ def backbone_names():
 def build_backbone(name, last_stride=1, pretrained=None):
     """Build backbone ``name`` as a feature-map extractor.
 
-    Returns the PaddleClas ``paddle.nn.Layer`` whose ``forward`` maps ``[N, 3, H, W]`` to
-    ``[N, out_channels, h, w]``, with attributes ``backbone_name``, ``out_channels``,
+    Returns a :class:`Backbone`, with attributes ``backbone_name``, ``out_channels``,
     ``last_stride`` and ``legacy_param_names`` (structured key -> Paddle 1.x name).
     ``pretrained``: optional path loaded with ``metric_learning.models.weights.load_weights``.
     """
@@ -302,19 +329,7 @@ def build_backbone(name, last_stride=1, pretrained=None):
     # fresh name scope per build lets a process build them any number of times. Its
     # prefix keeps the generated names apart from those of layers built outside.
     with paddle.utils.unique_name.guard("backbone_"):
-        net = spec.build(last_stride)
-    for head_layer in spec.head:
-        delattr(net, head_layer)
-    net.trunk_units = spec.units(net)
-    net.num_frozen_units = 0
-    net.frozen_outputs_cached = False
-    net.forward = types.MethodType(_trunk_forward, net)
-    net.backbone_name = name
-    net.out_channels = spec.out_channels
-    net.last_stride = last_stride
-    net.legacy_param_names = spec.legacy_names(net)
+        backbone = Backbone(name, spec.build(last_stride), spec, last_stride)
     if pretrained:
-        from metric_learning.models.weights import load_weights  # weights.py needs nothing from here
-
-        load_weights(net, pretrained)
-    return net
+        load_weights(backbone, pretrained)
+    return backbone
