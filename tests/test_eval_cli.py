@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from metric_learning.evaluation import evaluator, metrics
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "metric_learning", "eval.py")
 IMAGE_SHAPE = (3, 32, 16)
 

@@ -9,8 +9,8 @@ import pytest
 from metric_learning import train_elem
 from metric_learning.engine import build
 from metric_learning.data import market
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,9 @@
-import argparse
 import io
 import os
 
 import pytest
 
 from metric_learning import runtime
-from metric_learning.config import flags
 
 
 def test_cpu_env_defaults_respect_user_choice():
@@ -19,19 +17,6 @@ def test_cpu_env_sets_threads_when_missing():
     env = {}
     runtime.configure_cpu_env(env)
     assert int(env["OMP_NUM_THREADS"]) >= 1
-
-
-def test_str2bool_accepts_notebook_strings():
-    assert flags.str2bool("True") is True
-    assert flags.str2bool("False") is False
-    with pytest.raises(argparse.ArgumentTypeError):
-        flags.str2bool("maybe")
-
-
-def test_parse_image_shape():
-    assert flags.parse_image_shape("3,256,128") == (3, 256, 128)
-    with pytest.raises(argparse.ArgumentTypeError, match="image_shape"):
-        flags.parse_image_shape("3,256")
 
 
 def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_warning():

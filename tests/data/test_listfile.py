@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from metric_learning.data import listfile
+from conftest import ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "image_id class_id super_class_id path\n"
 
 
@@ -110,7 +110,7 @@ def test_build_tail_split_cuts_by_file_name(tmp_path):
 
 def run_cli(*args):
     # run from outside the repository: the script must find metric_learning by itself
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "data", "build_market_lists.py")] + list(args),
+    return subprocess.run([sys.executable, os.path.join(ROOT, "data", "build_market_lists.py")] + list(args),
                           capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
 
 

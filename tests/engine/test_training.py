@@ -11,8 +11,8 @@ from metric_learning.models import checkpoint
 from metric_learning.engine import build, solver
 from metric_learning.deploy import artifact, embedders, export
 from metric_learning import errors, train_elem, train_pair
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
          "--samples_each_class", "4", "--display_iter_step", "1000", "--loader_threads", "1"]
 

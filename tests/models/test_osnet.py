@@ -14,8 +14,9 @@ from metric_learning.models.reid_net import build_model
 from metric_learning.models.osnet import OSNET_WIDTHS
 from metric_learning.models.torch_weights import convert_torchreid_osnet, torchreid_state_dict
 from tests.torch_files import write_state_dict_zip
+from conftest import ROOT
 
-SHARED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "weights")
+SHARED_WEIGHTS = os.path.join(ROOT, "..", "shared", "weights")
 WEIGHTS_DIR = os.environ.get("REID_WEIGHTS_DIR") or SHARED_WEIGHTS
 
 

@@ -17,8 +17,8 @@ from metric_learning.models import checkpoint
 from metric_learning.evaluation import evaluator
 from metric_learning.engine import build, rundir, trainer
 from metric_learning.data import images, listfile
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",
          "--samples_each_class", "4", "--display_iter_step", "1000", "--loader_threads", "1"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from metric_learning.data import market, synthetic
+from conftest import ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_train_ids=4, num_test_ids=5, num_cameras=3, images_per_id_per_cam=2)
 
 
@@ -111,7 +111,7 @@ def test_difficulty_raw_pixels_retrieve_poorly_but_above_chance(demo_root):
 
 
 def test_cli_writes_dataset(tmp_path):
-    script = os.path.join(REPO_ROOT, "data", "make_synthetic.py")
+    script = os.path.join(ROOT, "data", "make_synthetic.py")
     out = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--num_train_ids", "3",
                           "--num_test_ids", "3", "--num_cameras", "2", "--images_per_id_per_cam", "2",
                           "--height", "64", "--width", "32"],

@@ -11,6 +11,7 @@ from paddle import nn
 from paddleclas.ppcls.arch import backbone as paddleclas_backbones
 
 from metric_learning.models import fastpath
+from conftest import ROOT
 
 BACKBONES = ["MobileNetV2", "MobileNetV3_large_x1_0", "MobileNetV3_small_x1_0", "GhostNet_x1_0",
              "PPLCNet_x1_0"]
@@ -277,7 +278,7 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
         faults_allocating(64 << 20)
         print(max(faults_allocating(64 << 20) for _ in range(3)))
     """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def later_faults(mode):
