@@ -126,17 +126,24 @@ class RandomErasing:
 
 
 class Normalize:
-    """HWC uint8 -> CHW float32: ``(x / 255 - mean) / std`` per channel (ImageNet statistics by default)."""
+    """HWC uint8 -> CHW float32: ``(x * pixel_scale - mean) / std`` per channel (x / 255 and the ImageNet
+    statistics by default); :meth:`batch` does the same for an NHWC batch."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, pixel_scale=1.0 / 255.0):
         std = np.asarray(std, dtype=np.float64)
-        # x * scale - offset with scale = 1 / (255 std), offset = mean / std, shaped to broadcast over CHW
-        self.scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(3, 1, 1)
+        # x * scale - offset with scale = pixel_scale / std, offset = mean / std, shaped to broadcast over CHW
+        self.scale = (float(pixel_scale) / std).astype(np.float32).reshape(3, 1, 1)
         self.offset = (np.asarray(mean, dtype=np.float64) / std).astype(np.float32).reshape(3, 1, 1)
 
     def __call__(self, image, rng=None):
         # transposing the uint8 image first keeps the float maths on contiguous planes (10x faster than HWC)
-        out = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
+        return self._scale(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))
+
+    def batch(self, images):
+        """NHWC uint8 -> NCHW float32."""
+        return self._scale(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+
+    def _scale(self, out):
         out *= self.scale
         out -= self.offset
         return out

@@ -1,13 +1,13 @@
-"""The one way a crop becomes a network input: cut from the frame, resized with OpenCV, normalised.
+"""The one way a crop becomes a network input: cut from the frame, then resized and normalised by the
+transforms training and evaluation use (:class:`metric_learning.data.transforms.Resize`, ``Normalize``).
 
 :class:`Preprocessor` turns BGR uint8 crops of any size into the NCHW float32 batch an exported model's
 ``<prefix>.reid.json`` describes (or, :meth:`Preprocessor.for_network`, the batch a network in training takes:
-RGB, x / 255, ImageNet mean / std; the same numbers as :class:`metric_learning.data.transforms.Normalize`).
+RGB, x / 255, ImageNet mean / std).
 Crops are cut either fitted to the model's aspect ratio, as DeepSORT does (:func:`fit_boxes_to_aspect`, used by
 :class:`metric_learning.deploy.extractor.Extractor`), or exactly as the box lies (:func:`box_crops`, used by the
 tracking benchmark's box embedders).
 """
-import cv2
 import numpy as np
 
 from metric_learning.data import transforms
@@ -62,11 +62,7 @@ class Preprocessor:
         if config["channel_order"] not in ("RGB", "BGR"):
             raise ValueError("%s: channel_order must be RGB or BGR, got %r" % (source, config["channel_order"]))
         self.reverse_channels = config["channel_order"] == "RGB"  # crops arrive in OpenCV's BGR order
-        std = np.asarray(config["std"], dtype=np.float64).reshape(1, 3, 1, 1)
-        mean = np.asarray(config["mean"], dtype=np.float64).reshape(1, 3, 1, 1)
-        # (x * pixel_scale - mean) / std, folded into one multiply and one subtract
-        self.scale = (float(config["pixel_scale"]) / std).astype(np.float32)
-        self.offset = (mean / std).astype(np.float32)
+        self.normalize = transforms.Normalize(config["mean"], config["std"], config["pixel_scale"])
 
     @classmethod
     def for_network(cls, image_shape):
@@ -77,15 +73,13 @@ class Preprocessor:
         resized = resize_crops(crops, self.height, self.width)
         if self.reverse_channels:
             resized = resized[..., ::-1]
-        batch = np.ascontiguousarray(resized.transpose(0, 3, 1, 2), dtype=np.float32)
-        batch *= self.scale
-        batch -= self.offset
-        return batch
+        return self.normalize.batch(resized)
 
 
 def resize_crops(crops_bgr, height, width):
-    """``[N, height, width, 3]`` uint8: the crops resized bilinearly, as training and evaluation resize."""
-    return np.stack([cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) for crop in crops_bgr])
+    """``[N, height, width, 3]`` uint8: the crops resized as training and evaluation resize."""
+    resize = transforms.Resize((height, width))
+    return np.stack([resize(crop) for crop in crops_bgr])
 
 
 def box_crops(frame_bgr, boxes_ltwh):
