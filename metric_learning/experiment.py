@@ -301,7 +301,7 @@ def build_trainer(args, build_criterion, log=print):
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, save_minutes=args.save_minutes, overwrite=args.overwrite,
                     seed=args.seed + 1000 * rank,
-                    loader_threads=args.loader_threads, model_config=model_config(args), rank=rank)
+                    loader_threads=args.loader_threads, prefetch_batches=args.prefetch_batches, model_config=model_config(args), rank=rank)
     if args.cache_frozen:
         from metric_learning.frozen_cache import FrozenOutputCache
 

@@ -126,6 +126,9 @@ def add_train_args(parser, pair):
     group.add_argument("--cache_images", type=str2bool, default=True,
                        help="keep decoded, resized images in memory so decoding disappears from training time")
     group.add_argument("--loader_threads", type=int, default=2, help="threads that decode and augment batches")
+    group.add_argument("--prefetch_batches", type=int, default=4,
+                       help="batches assembled ahead by a background thread while the step runs; 0 assembles "
+                            "each batch between steps, so decoding never competes with the step for the CPU")
     group.add_argument("--flip_prob", type=float, default=0.5, help="random horizontal flip probability")
     group.add_argument("--pad", type=int, default=10, help="pad + random crop pixels (0 disables)")
     group.add_argument("--erase_prob", type=float, default=0.5, help="random erasing probability (0 disables)")
