@@ -5,6 +5,7 @@ The classic notebook's flags are accepted as written (booleans as ``True`` /
 behaviour or is documented in ``--help``.
 """
 import argparse
+import shlex
 
 from metric_learning.backbones import BACKBONES
 from metric_learning.cli import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
@@ -12,9 +13,18 @@ from metric_learning.losses import CLASSIFICATION_LOSSES, PAIR_LOSSES
 from metric_learning.market import PATTERNS
 
 
+class RecipeArgumentParser(argparse.ArgumentParser):
+    """Reads ``@file`` argument files (``recipes/*.args``): each line is ``--flag value`` (or a lone flag),
+    split as a shell would; blank lines and ``#`` comments are skipped. Flags given after ``@file`` on the
+    command line override the file's."""
+
+    def convert_arg_line_to_args(self, arg_line):
+        return shlex.split(arg_line, comments=True)
+
+
 def new_parser(description):
-    return add_verbose_flag(argparse.ArgumentParser(description=description,
-                                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    return add_verbose_flag(RecipeArgumentParser(description=description, fromfile_prefix_chars="@",
+                                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter))
 
 
 def backbone_name(value):

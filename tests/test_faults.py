@@ -1,6 +1,6 @@
 """Fault tests in one place: bad inputs that must be refused clearly, faults a run must survive.
 
-The README's "Reliability" section counts these tests; keep the counts there in step.
+docs/reliability.md counts these tests; keep the counts there in step.
 """
 import json
 import os
