@@ -269,7 +269,6 @@ class Trainer:
         return {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
 
     def _loop(self, log_file, stop):
-        paddle = self.paddle
         cfg = self.config
         metrics = {}
         sampler_state = self.stream.sampler.state_dict()
@@ -286,18 +285,7 @@ class Trainer:
                 break
             iteration, images, labels, sampler_state = batch
             lr = self.optimizer.get_lr()
-            teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
-            result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
-            loss = result["loss"]
-            loss_value = float(loss)
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
-                    "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
-            loss.backward()
-            self.optimizer.step()
-            self.optimizer.clear_grad()
-            self.scheduler.step()
+            result = self.train_step(images, labels, iteration)
             self.iteration = iteration + 1
             window_images += len(labels)
             run_images += len(labels)
@@ -334,6 +322,23 @@ class Trainer:
             self.log("trained %d images in %.1f s (%.1f images/s); checkpoint: %s"
                      % (run_images, elapsed, run_images / elapsed, self.last_checkpoint))
         return metrics
+
+    def train_step(self, images, labels, iteration):
+        """One optimisation step on a batch (NCHW float32 and int64 arrays); returns the loss terms."""
+        paddle = self.paddle
+        teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
+        result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
+        loss = result["loss"]
+        loss_value = float(loss)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
+                "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.clear_grad()
+        self.scheduler.step()
+        return result
 
     def _evaluate(self, log_file):
         if not self.is_main:
