@@ -11,7 +11,7 @@ install: $(STAMP)
 
 # requirements.txt is a complete, pinned environment installed with --no-deps:
 # paddleclas 2.6.0's metadata pins numpy==1.24.4 and opencv-python 4.6, which
-# would put a second cv2 next to opencv-python-headless (see README, "Install").
+# would put a second cv2 next to opencv-python-headless (see docs/install.md).
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt

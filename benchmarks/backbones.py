@@ -15,7 +15,7 @@ BN, activations, pooling and element-wise ops are left out. Speed: eval mode, no
 Training (``--train_iters`` > 0): every backbone trains from scratch with the same
 recipe and budget through ``metric_learning/train_elem.py`` in its own process, at
 ``--train_size``: batch 32, Adam 3e-3 constant, softmax + label smoothing, random
-erasing 0.3, no weight decay (the embedded synthetic set's recipe in the README), on
+erasing 0.3, no weight decay (recipes/synthetic_mobilenetv3_small_x1_0.args), on
 the embedded synthetic set by default or on ``--dataset_root`` (the standard
 protocol). The table adds the median of its logged training images/s and the
 Rank-1 / mAP of the final evaluation. From scratch, so no backbone is favoured by

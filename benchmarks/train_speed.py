@@ -13,8 +13,11 @@ reports the median over rounds:
   (``train_elem.py --freeze_stages``: no backward pass through them);
 * ``cached``:  ``frozen`` starting from the frozen stages' stored output
   (``--cache_frozen True``: no forward pass through them either);
-* ``torch``:   the same MobileNetV2 written in PyTorch (only when ``torch`` is
-  importable; a benchmark-only extra, ``pip install torch==2.13.0``).
+* ``torch``:   the same network in PyTorch: MobileNetV2 written here, and the
+  OSNet widths from torchreid's own code (``benchmarks/torchreid_peer.py``),
+  with its fc-512 embedding before the classifier. A benchmark-only extra,
+  ``pip install torch==2.13.0`` (and ``pip install --no-deps torchreid==0.2.5``
+  for OSNet); the column is empty where they are missing.
 
 Every network is the backbone as ReIDNet cuts it (``build_backbone``, last stride
 2 as in ImageNet training) + global average pool + 751-way FC, trained with
@@ -152,14 +155,30 @@ def torch_mobilenet_v2(classes):
     return MobileNetV2()
 
 
+def has_torch_version(model):
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if model == "MobileNetV2":
+        return True
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from torchreid_peer import peer_available
+    return model.startswith("OSNet_x") and peer_available()
+
+
+def torch_network(model):
+    if model == "MobileNetV2":
+        return torch_mobilenet_v2(CLASSES)
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from torchreid_peer import build_osnet
+    return build_osnet(model, num_classes=CLASSES)
+
+
 def torch_worker(model, height, width, args):
     import torch
     import torch.nn.functional as F
 
-    if model != "MobileNetV2":
-        raise ValueError("the PyTorch column exists for MobileNetV2 only, not %s" % model)
     torch.manual_seed(0)
-    net = torch_mobilenet_v2(CLASSES).train()
+    net = torch_network(model).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     images = torch.randn(args.batch, 3, height, width)
     labels = torch.randint(0, CLASSES, (args.batch,))
@@ -213,13 +232,12 @@ def main(argv=None):
         return run_worker(args)
     models = [m for m in args.models.split(",") if m]
     shapes = [s for s in args.shapes.split(",") if s]
-    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     setups = ["eager", "default"] + (["frozen", "cached"] if args.freeze_stages else [])
     cells = [(model, shape) for model in models for shape in shapes]
     results = {(cell, setup): [] for cell in cells for setup in setups + ["torch"]}
     for _ in range(args.rounds):
         for cell in cells:
-            todo = setups + (["torch"] if with_torch and cell[0] == "MobileNetV2" else [])
+            todo = setups + (["torch"] if not args.no_torch and has_torch_version(cell[0]) else [])
             for setup in todo:
                 value = measure(setup, cell[0], cell[1], args)
                 if value is not None:

@@ -5,6 +5,7 @@ The classic notebook's flags are accepted as written (booleans as ``True`` /
 behaviour or is documented in ``--help``.
 """
 import argparse
+import shlex
 
 from metric_learning.config import schema
 from metric_learning.config.flags import add_verbose_flag, checkpoint_path, in_repo, parse_image_shape, str2bool
@@ -14,9 +15,18 @@ from metric_learning.losses.pair import PAIR_LOSSES
 from metric_learning.models.backbones import BACKBONES
 
 
+class RecipeArgumentParser(argparse.ArgumentParser):
+    """Reads ``@file`` argument files (``recipes/*.args``): each line is ``--flag value`` (or a lone flag),
+    split as a shell would; blank lines and ``#`` comments are skipped. Flags given after ``@file`` on the
+    command line override the file's."""
+
+    def convert_arg_line_to_args(self, arg_line):
+        return shlex.split(arg_line, comments=True)
+
+
 def new_parser(description):
-    return add_verbose_flag(argparse.ArgumentParser(description=description,
-                                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    return add_verbose_flag(RecipeArgumentParser(description=description, fromfile_prefix_chars="@",
+                                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter))
 
 
 def backbone_name(value):
@@ -128,6 +138,9 @@ def add_train_args(parser, pair):
     group.add_argument("--cache_images", type=str2bool, default=True,
                        help="keep decoded, resized images in memory so decoding disappears from training time")
     group.add_argument("--loader_threads", type=int, default=2, help="threads that decode and augment batches")
+    group.add_argument("--prefetch_batches", type=int, default=4,
+                       help="batches assembled ahead by a background thread while the step runs; 0 assembles "
+                            "each batch between steps, so decoding never competes with the step for the CPU")
     group.add_argument("--flip_prob", type=float, default=0.5, help="random horizontal flip probability")
     group.add_argument("--pad", type=int, default=10, help="pad + random crop pixels (0 disables)")
     group.add_argument("--erase_prob", type=float, default=0.5, help="random erasing probability (0 disables)")

@@ -205,7 +205,8 @@ def build_trainer(args, build_criterion, log=print):
                     display_iter_step=args.display_iter_step, test_iter_step=args.test_iter_step,
                     save_iter_step=args.save_iter_step, save_minutes=args.save_minutes, overwrite=args.overwrite,
                     seed=args.seed + 1000 * rank,
-                    loader_threads=args.loader_threads, model_config=schema.training_config(args), rank=rank)
+                    loader_threads=args.loader_threads, prefetch_batches=args.prefetch_batches,
+                    model_config=schema.training_config(args), rank=rank)
     if args.cache_frozen:
         if not args.freeze_stages or args.pad or args.erase_prob:
             raise ValueError("--cache_frozen True needs --freeze_stages N > 0, --pad 0 and --erase_prob 0 "

@@ -78,8 +78,8 @@ class BatchStream:
     ``dataset`` must provide ``load_image(i)`` (decoded HWC uint8 RGB, possibly cached)
     and ``labels``; ``batch_sampler`` must provide iteration over index lists,
     ``state_dict()`` and ``set_state_dict()``. Batches are assembled by a small
-    thread pool (OpenCV and numpy release the GIL) and prefetched by one
-    background thread so the training step never waits on decoding.
+    thread pool (OpenCV and numpy release the GIL) and, unless ``prefetch`` is 0,
+    prefetched by one background thread so the training step never waits on decoding.
     """
 
     def __init__(self, dataset, transform, batch_sampler, seed, threads=2, prefetch=4):
@@ -88,7 +88,7 @@ class BatchStream:
         self.sampler = batch_sampler
         self.seed = seed
         self.pool = ThreadPoolExecutor(max(1, threads))
-        self.prefetch = max(1, prefetch)
+        self.prefetch = max(0, prefetch)
 
     def _make_batch(self, iteration, indices):
         def one(j_index):
@@ -105,18 +105,28 @@ class BatchStream:
             for indices in self.sampler:
                 yield list(indices)
 
+    def _batches(self, start_iteration, stop_iteration):
+        batches = self._index_batches()
+        for iteration in range(start_iteration, stop_iteration):
+            indices = next(batches)
+            state = self.sampler.state_dict()
+            yield (iteration,) + self._make_batch(iteration, indices) + (state,)
+
     def iterate(self, start_iteration, stop_iteration):
-        """Yield ``(iteration, images, labels, sampler_state_after)`` for start <= iteration < stop."""
+        """Yield ``(iteration, images, labels, sampler_state_after)`` for start <= iteration < stop.
+
+        With ``prefetch`` 0 each batch is assembled when asked for, while the training step is idle, so the
+        loader threads never compete with the step's compute threads for the CPU.
+        """
+        if self.prefetch == 0:
+            yield from self._batches(start_iteration, stop_iteration)
+            return
         out = queue.Queue(self.prefetch)
         stop_flag = threading.Event()
 
         def produce():
             try:
-                batches = self._index_batches()
-                for iteration in range(start_iteration, stop_iteration):
-                    indices = next(batches)
-                    state = self.sampler.state_dict()
-                    item = (iteration,) + self._make_batch(iteration, indices) + (state,)
+                for item in self._batches(start_iteration, stop_iteration):
                     while not stop_flag.is_set():
                         try:
                             out.put(item, timeout=0.1)
@@ -240,23 +250,19 @@ class Trainer:
         metrics = {}
         sampler_state = self.stream.sampler.state_dict()
         self.step_layer.train()
-        window_start, window_images = time.time(), 0
+        window_start, window_images, window_wait = time.time(), 0, 0.0
         run_start, run_images = time.time(), 0
         last_save = time.time()
-        for iteration, images, labels, sampler_state in self.stream.iterate(self.iteration, cfg.total_iter_num):
+        batches = self.stream.iterate(self.iteration, cfg.total_iter_num)
+        while True:
+            wait_start = time.perf_counter()
+            batch = next(batches, None)
+            window_wait += time.perf_counter() - wait_start
+            if batch is None:
+                break
+            iteration, images, labels, sampler_state = batch
             lr = self.optimizer.get_lr()
-            teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
-            result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
-            loss = result["loss"]
-            loss_value = float(loss)
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
-                    "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
-            loss.backward()
-            self.optimizer.step()
-            self.optimizer.clear_grad()
-            self.scheduler.step()
+            result = self.train_step(images, labels, iteration)
             self.iteration = iteration + 1
             window_images += len(labels)
             run_images += len(labels)
@@ -265,11 +271,13 @@ class Trainer:
                 now = time.time()
                 speed = window_images / max(now - window_start, 1e-9)
                 remaining = (cfg.total_iter_num - self.iteration) * len(labels) / max(speed, 1e-9)
+                # data_wait: the share of the window the step spent waiting for its batch
                 record = {"iter": self.iteration, "lr": lr, "images_per_s": round(speed, 2),
+                          "data_wait": round(window_wait / max(now - window_start, 1e-9), 4),
                           "eta_s": round(remaining, 1)}
                 record.update({k: round(float(v), 5) for k, v in result.items() if k != "logits"})
                 self._report(record, log_file)
-                window_start, window_images = now, 0
+                window_start, window_images, window_wait = now, 0, 0.0
             if cfg.test_iter_step and self.evaluate_fn and self.iteration % cfg.test_iter_step == 0:
                 metrics = self._evaluate(log_file)
             if stop["signum"] is not None:
@@ -292,6 +300,22 @@ class Trainer:
                      % (run_images, elapsed, run_images / elapsed, self.last_checkpoint))
         return metrics
 
+    def train_step(self, images, labels, iteration):
+        """One optimisation step on a batch (NCHW float32 and int64 arrays); returns the loss terms."""
+        teacher_features = None if self.teacher is None else paddle.to_tensor(self.teacher(images))
+        result = self.step_layer(paddle.to_tensor(images), paddle.to_tensor(labels), teacher_features)
+        loss = result["loss"]
+        loss_value = float(loss)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                "loss became %s at iteration %d; training stopped. Last good checkpoint: %s. "
+                "Lower --lr or check the data." % (loss_value, iteration, self.last_checkpoint or "none saved yet"))
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.clear_grad()
+        self.scheduler.step()
+        return result
+
     def _evaluate(self, log_file):
         if not self.is_main:
             return {}
@@ -313,7 +337,9 @@ class Trainer:
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
         parts = ["iter %d/%d" % (record["iter"], self.config.total_iter_num)]
-        parts += ["%s %.4f" % (k, v) for k, v in record.items() if k not in ("iter", "lr", "images_per_s", "eta_s")]
+        parts += ["%s %.4f" % (k, v) for k, v in record.items()
+                  if k not in ("iter", "lr", "images_per_s", "data_wait", "eta_s")]
         parts += ["lr %.6g" % record["lr"], "%.1f img/s" % record["images_per_s"],
+                  "data wait %.1f%%" % (100 * record["data_wait"]),
                   "ETA %s" % time.strftime("%H:%M:%S", time.gmtime(record["eta_s"]))]
         self.log("  ".join(parts))

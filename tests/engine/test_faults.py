@@ -1,6 +1,6 @@
 """Fault tests in one place: bad inputs that must be refused clearly, faults a run must survive.
 
-The README's "Reliability" section counts these tests; keep the counts there in step.
+docs/reliability.md counts these tests; keep the counts there in step.
 """
 import json
 import os
@@ -14,7 +14,7 @@ from PIL import Image
 
 from metric_learning import errors, train_elem
 from metric_learning.models import checkpoint
-from metric_learning.evaluation import evaluator
+from metric_learning.evaluation.evaluator import evaluator
 from metric_learning.engine import build, rundir, trainer
 from metric_learning.data import images, listfile
 from conftest import ROOT

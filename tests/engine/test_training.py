@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metric_learning.models import checkpoint
-from metric_learning.engine import build, solver
+from metric_learning.engine import build, solver, trainer
 from metric_learning.deploy import artifact, embedders, export
 from metric_learning import errors, train_elem, train_pair
 from conftest import ROOT
@@ -80,6 +80,43 @@ def test_learns_the_synthetic_set_far_above_untrained(synthetic_model):
     assert trained["rank1"] > untrained["rank1"] + 0.15
     log = [json.loads(line) for line in open(os.path.join(synthetic_model["run_dir"], "train_log.jsonl"))]
     assert log[-1]["eval"]["mAP"] == pytest.approx(trained["mAP"])
+    progress = [record for record in log if "images_per_s" in record]
+    assert progress and all(0 <= record["data_wait"] < 1 for record in progress)
+
+
+class CountingImages:
+    """Image i is filled with i; its label is i // 2."""
+
+    def __init__(self, size):
+        self.labels = [i // 2 for i in range(size)]
+
+    def load_image(self, index):
+        return np.full((4, 2, 3), index, np.uint8)
+
+
+def jitter(image, rng):
+    return image.transpose(2, 0, 1).astype(np.float32) + rng.random()
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 4])
+def test_batch_stream_gives_the_same_batches_with_or_without_prefetching(prefetch):
+    from metric_learning.data import samplers
+
+    def batches(prefetch_batches, start, stop):
+        sampler = samplers.RandomBatchSampler(10, 4, seed=3)
+        stream = trainer.BatchStream(CountingImages(10), jitter, sampler, seed=7, threads=2,
+                                     prefetch=prefetch_batches)
+        return list(stream.iterate(start, stop))
+
+    reference, streamed = batches(4, 0, 6), batches(prefetch, 0, 6)
+    assert [item[0] for item in streamed] == list(range(6))
+    for (_, images, labels, state), (_, ref_images, ref_labels, ref_state) in zip(streamed, reference):
+        np.testing.assert_array_equal(images, ref_images)
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_array_equal(labels, images[:, 0, 0, 0].astype(int) // 2)
+        assert state == ref_state
+    # 10 images in batches of 4: each epoch of 2 batches sees 8 different images
+    assert len({int(v) for item in streamed[:2] for v in item[1][:, 0, 0, 0]}) == 8
 
 
 @pytest.mark.parametrize("loss_name", ["triplet", "quadruplet", "eml", "npairs"])
