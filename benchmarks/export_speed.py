@@ -84,8 +84,8 @@ def build_runtimes(name, height, width, directory, threads, last_stride=1):
     """``{runtime: embed(batch) -> [N, D]}`` for one backbone at one input size, each run once."""
     import numpy as np
 
-    from metric_learning.evaluation import evaluator
     from metric_learning.deploy import embedders, export
+    from metric_learning.evaluation import evaluator
     from metric_learning.models.reid_net import build_model
 
     net = build_model(name, last_stride=last_stride)

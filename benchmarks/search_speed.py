@@ -32,8 +32,8 @@ if ROOT not in sys.path:
 import metric_learning  # noqa: E402,F401  (thread defaults)
 import numpy as np  # noqa: E402
 
-from metric_learning.evaluation import metrics  # noqa: E402
 from metric_learning.deploy import search  # noqa: E402
+from metric_learning.evaluation import metrics  # noqa: E402
 
 K = 10
 BATCH = 100

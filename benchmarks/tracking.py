@@ -37,9 +37,9 @@ if ROOT not in sys.path:
 import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 import numpy as np  # noqa: E402
 
+from metric_learning.config.flags import parse_image_shape  # noqa: E402
 from metric_learning.data import market  # noqa: E402
 from metric_learning.tracking import deepsort, metrics as tracking_metrics, video as tracking_video  # noqa: E402
-from metric_learning.config.flags import parse_image_shape  # noqa: E402
 
 DEFAULT_ROOT = os.environ.get("MARKET1501_ROOT") or os.path.join(ROOT, "..", "shared", "datasets",
                                                                   "Market-1501-v15.09.15")

@@ -16,12 +16,14 @@ import os
 import sys
 import warnings
 
+from metric_learning.config import schema
 from metric_learning.config.flags import add_verbose_flag, checkpoint_path, parse_image_shape, str2bool
 from metric_learning.data import images, listfile, market
 from metric_learning.errors import run_cli
 from metric_learning.evaluation import evaluator, metrics
 from metric_learning.evaluation import rerank as reranking
 from metric_learning.models import checkpoint
+
 FEATURE_FLAGS = ("query_feats", "gallery_feats", "query_list", "gallery_list")
 
 LEAVE_ONE_OUT_NOTE = (
@@ -127,7 +129,7 @@ def load_model(args):
     """``(embed, image_shape, transform)`` for --checkpoint or --inference_model; the classic --model and
     --embedding_size are only compared with the checkpoint's config.json, whose architecture is the one loaded."""
     if args.checkpoint:
-        saved = checkpoint.read_config(args.checkpoint)["model"]
+        saved = schema.model_kwargs(checkpoint.read_config(args.checkpoint))
         for flag in ("model", "embedding_size"):
             if getattr(args, flag) is not None and getattr(args, flag) != saved.get(flag):
                 warnings.warn("--%s %s differs from the checkpoint's %s; using the checkpoint's"

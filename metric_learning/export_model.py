@@ -13,11 +13,11 @@ if not __package__:  # run by its path: the repository root goes first on sys.pa
     import run_by_path  # noqa: F401
 import os
 
-from metric_learning.models import checkpoint
-from metric_learning.deploy import artifact, export
-from metric_learning.config import options
+from metric_learning.config import options, schema
 from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, str2bool
+from metric_learning.deploy import artifact, export
 from metric_learning.errors import run_cli
+from metric_learning.models import checkpoint
 
 PARITY_BATCH = 8
 
@@ -43,7 +43,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     net = checkpoint.load_model_for_eval(args.checkpoint)
-    image_shape = args.image_shape or tuple(checkpoint.read_config(args.checkpoint)["image_shape"])
+    image_shape = args.image_shape or schema.image_shape(checkpoint.read_config(args.checkpoint))
     config = export.export_inference_model(net, args.output, image_shape, input_name=args.input_name,
                                            normalize=args.normalize,
                                            extra_config={"checkpoint": os.path.abspath(checkpoint.resolve(args.checkpoint))})

@@ -18,11 +18,11 @@ import os
 
 import numpy as np
 
-from metric_learning.evaluation import evaluator, metrics
+from metric_learning.config.flags import add_verbose_flag, in_repo
 from metric_learning.data import market
 from metric_learning.deploy import search
-from metric_learning.config.flags import add_verbose_flag, in_repo
 from metric_learning.errors import run_cli
+from metric_learning.evaluation import evaluator, metrics
 
 
 def parse_args(argv=None):

@@ -177,8 +177,8 @@ def test_extract_features_flip_averages_with_the_mirror_image(image_root):
 
 def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     from metric_learning import eval as eval_cli
-    from metric_learning.deploy import export
     from metric_learning.data import market
+    from metric_learning.deploy import export
 
     import paddle
 
@@ -211,9 +211,9 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
 
 
 def test_checkpoint_cli_and_list_file_recall(image_root, tmp_path, capsys):
-    from metric_learning.models import checkpoint
-    from metric_learning.data import listfile, market
     from metric_learning import eval as eval_cli
+    from metric_learning.data import listfile, market
+    from metric_learning.models import checkpoint
     from metric_learning.models.reid_net import build_model
 
     config = {"model": {"model": "MobileNetV3_small_x1_0", "embedding_size": 16}, "image_shape": list(IMAGE_SHAPE)}

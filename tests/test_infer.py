@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from metric_learning import train_elem
-from metric_learning.engine import build
 from metric_learning.data import market
+from metric_learning.engine import build
 from conftest import ROOT
 
 
@@ -40,8 +40,8 @@ def test_dataset_root_embeddings_match_direct_evaluation(synthetic_root, checkpo
     from_files = eval_cli.main(["--query_feats", os.path.join(out, "query.npy"), "--gallery_feats",
                                 os.path.join(out, "gallery.npy"), "--query_list", os.path.join(out, "query.txt"),
                                 "--gallery_list", os.path.join(out, "gallery.txt")])
-    from metric_learning.models import checkpoint
     from metric_learning.evaluation import evaluator, metrics
+    from metric_learning.models import checkpoint
 
     net = checkpoint.load_model_for_eval(checkpoint_dir)
     direct, q_feats, g_feats = evaluator.evaluate_protocol(evaluator.LayerEmbedder(net), protocol, (3, 64, 32),
@@ -76,8 +76,8 @@ def test_image_list_and_a_missing_image(synthetic_root, checkpoint_dir, tmp_path
 @pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
 def test_exported_model_writes_what_the_checkpoint_writes(synthetic_root, checkpoint_dir, tmp_path, backend):
     from metric_learning import infer
-    from metric_learning.models import checkpoint
     from metric_learning.deploy import export
+    from metric_learning.models import checkpoint
 
     prefix = str(tmp_path / "exported" / "reid")
     export.export_inference_model(checkpoint.load_model_for_eval(checkpoint_dir), prefix, (3, 64, 32))

@@ -18,8 +18,8 @@ import os
 import cv2
 import numpy as np
 
-from metric_learning.evaluation import metrics
 from metric_learning.data.images import BadImageError, read_image_bgr
+from metric_learning.evaluation import metrics
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 IVF_THRESHOLD = 100_000

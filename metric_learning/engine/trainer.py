@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
+from metric_learning.engine.rundir import RunDir
 from metric_learning.errors import TrainingDiverged, TrainingInterrupted
 from metric_learning.models import checkpoint as ckpt
-from metric_learning.engine.rundir import RunDir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from metric_learning.deploy import artifact, export
-from metric_learning.evaluation import metrics
 from metric_learning.data import transforms
+from metric_learning.deploy import artifact, export
 from metric_learning.deploy.extractor import Extractor, fit_boxes_to_aspect
+from metric_learning.evaluation import metrics
 
 IMAGE_SHAPE = (3, 64, 32)     # model input H x W = 64 x 32: aspect (W / H) 0.5
 FRAME_SHAPE = (100, 200, 3)   # frame H x W = 100 x 200

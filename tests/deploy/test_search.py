@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from metric_learning import search_gallery
-from metric_learning.evaluation import metrics
 from metric_learning.deploy import search
+from metric_learning.evaluation import metrics
 
 GREEN, RED, WHITE = list(search.SAME_ID_BGR), list(search.OTHER_ID_BGR), list(search.BACKGROUND_BGR)
 

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from metric_learning import errors, train_elem
-from metric_learning.models import checkpoint
-from metric_learning.evaluation.evaluator import evaluator
-from metric_learning.engine import build, rundir, trainer
 from metric_learning.data import images, listfile
+from metric_learning.engine import build, rundir, trainer
+from metric_learning.evaluation import evaluator
+from metric_learning.models import checkpoint
 from conftest import ROOT
 
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from metric_learning.models import checkpoint
-from metric_learning.engine import build, solver, trainer
-from metric_learning.deploy import artifact, embedders, export
 from metric_learning import errors, train_elem, train_pair
+from metric_learning.deploy import artifact, embedders, export
+from metric_learning.engine import build, solver, trainer
+from metric_learning.models import checkpoint
 from conftest import ROOT
 
 SMALL = ["--model", "MobileNetV3_small_x1_0", "--image_shape", "3,64,32", "--train_batch_size", "16",

@@ -1,4 +1,7 @@
 """Backbone registry: every backbone builds, trains a step, and computes PaddleClas's own trunk."""
+import hashlib
+import json
+
 import numpy as np
 import paddle
 import pytest
@@ -166,3 +169,23 @@ def test_freezing_every_stage_is_refused_with_the_flag_name():
     net = build_backbone("MobileNetV2", last_stride=1)
     with pytest.raises(ValueError, match=r"--freeze_stages 4: MobileNetV2 \(last_stride 1\) has 4 stages"):
         freeze_stages(net, 4)
+
+
+# Every backbone's (state-dict key, shape, Paddle 1.x name) list as built before backbones were wrapped in a
+# Backbone layer (commit 2b039c1, which patched the PaddleClas network in place): (count, sha1 prefix of the JSON).
+# Checkpoints, PaddleClas .pdparams, Paddle 1.x directories and the torchreid converter all load by these names.
+STATE_NAMES_BEFORE_THE_WRAPPER = {
+    "GhostNet_x1_0": (428, "e4a324a8cf654998"), "MobileNetV2": (265, "194dacbf4829ebfb"),
+    "MobileNetV3_large_x1_0": (267, "085a7029f26d50ba"), "MobileNetV3_small_x1_0": (211, "33716e4bb9726ab2"),
+    "OSNet_x0_25": (485, "7161f350cdc761d6"), "OSNet_x0_5": (485, "fe859bdaea08f8fa"),
+    "OSNet_x0_75": (485, "a42d79fbe9605007"), "OSNet_x1_0": (485, "7fc021882db5f70d"),
+    "PPLCNet_x1_0": (143, "ef36dd9d64e8c49a"), "ResNet50_vd": (275, "81eace0984f5b058"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATE_NAMES_BEFORE_THE_WRAPPER))
+def test_parameter_names_are_those_of_the_network_before_it_was_wrapped(name):
+    net = build_backbone(name, last_stride=1)
+    rows = [[key, list(t.shape), net.legacy_param_names.get(key, "")] for key, t in net.state_dict().items()]
+    assert (len(rows), hashlib.sha1(json.dumps(rows).encode()).hexdigest()[:16]) == STATE_NAMES_BEFORE_THE_WRAPPER[name]
+    assert set(BACKBONES) == set(STATE_NAMES_BEFORE_THE_WRAPPER)

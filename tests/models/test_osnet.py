@@ -6,12 +6,12 @@ import paddle
 import pytest
 
 from metric_learning import train_elem
-from metric_learning.models import checkpoint
-from metric_learning.engine import build
 from metric_learning.data import transforms
+from metric_learning.engine import build
+from metric_learning.models import checkpoint
 from metric_learning.models.checkpoint import load_model_for_eval
-from metric_learning.models.reid_net import build_model
 from metric_learning.models.osnet import OSNET_WIDTHS
+from metric_learning.models.reid_net import build_model
 from metric_learning.models.torch_weights import convert_torchreid_osnet, torchreid_state_dict
 from tests.torch_files import write_state_dict_zip
 from conftest import ROOT
