@@ -1,8 +1,10 @@
 """Turn parsed command-line flags into a running experiment.
 
 train_elem.py and train_pair.py differ only in their loss and batch sampler;
-everything else — which data, which model, which optimiser and schedule, how
-to evaluate, where to save — is built here once for both.
+everything else — which data, which model, how to evaluate, where to save — is
+built here once for both, with the optimiser and schedule of
+:mod:`metric_learning.engine.solver` and the ``--pretrained_model`` policy of
+:mod:`metric_learning.engine.pretrained`.
 """
 import os
 from dataclasses import dataclass
