@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from metric_learning.config.flags import REPO_ROOT as ROOT
+
 MODEL = "MobileNetV3_small_x1_0"
 IMAGE_SHAPE = "3,128,64"
 
