@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from metric_learning.config.flags import REPO_ROOT as ROOT
+from metric_learning.config.flags import REPO_ROOT
 
 MODEL = "MobileNetV3_small_x1_0"
 IMAGE_SHAPE = "3,128,64"
@@ -45,10 +45,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.time()
     # the interpreter as the user can type it from the repository root (.venv/bin/python under make demo)
-    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT + os.sep) else sys.executable
+    python = os.path.relpath(sys.executable, REPO_ROOT) if sys.executable.startswith(REPO_ROOT + os.sep) else sys.executable
     for title, command in steps(args.output_dir, args.iterations):
         print("\n== %s\n$ %s %s" % (title, python, " ".join(shlex.quote(c) for c in command)), flush=True)
-        subprocess.run([sys.executable] + command, cwd=ROOT, check=True)
+        subprocess.run([sys.executable] + command, cwd=REPO_ROOT, check=True)
     print("\ndemo finished in %.0f s; outputs in %s" % (time.time() - start, args.output_dir))
 
 
