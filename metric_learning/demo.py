@@ -45,7 +45,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.time()
     # the interpreter as the user can type it from the repository root (.venv/bin/python under make demo)
-    python = os.path.relpath(sys.executable, REPO_ROOT) if sys.executable.startswith(REPO_ROOT + os.sep) else sys.executable
+    python = (os.path.relpath(sys.executable, REPO_ROOT) if sys.executable.startswith(REPO_ROOT + os.sep)
+              else sys.executable)
     for title, command in steps(args.output_dir, args.iterations):
         print("\n== %s\n$ %s %s" % (title, python, " ".join(shlex.quote(c) for c in command)), flush=True)
         subprocess.run([sys.executable] + command, cwd=REPO_ROOT, check=True)
