@@ -15,6 +15,7 @@ from paddle import inference
 
 from metric_learning.config import schema
 from metric_learning.deploy import artifact
+from metric_learning.deploy.preprocess import image_file_transform
 from metric_learning.evaluation import evaluator
 from metric_learning.models import checkpoint
 from metric_learning.runtime import select_device
@@ -147,9 +148,8 @@ def load_model(checkpoint_dir=None, inference_model=None, image_shape=None, use_
     if inference_model:
         embed = load_embedder(inference_model, use_gpu=use_gpu)
         embed.check_input_shape(image_shape)
-        return embed, embed.input_shape, evaluator.eval_transform(embed.input_shape, embed.config["mean"],
-                                                                  embed.config["std"])
+        return embed, embed.input_shape, image_file_transform(embed.config)
     select_device(use_gpu)
     net = checkpoint.load_model_for_eval(checkpoint_dir)
-    shape = tuple(image_shape or schema.image_shape(schema.read_config(checkpoint.resolve(checkpoint_dir))))
+    shape = tuple(image_shape or schema.image_shape(checkpoint.read_config(checkpoint_dir)))
     return evaluator.LayerEmbedder(net), shape, None

@@ -6,7 +6,8 @@ transforms training and evaluation use (:class:`metric_learning.data.transforms.
 RGB, x / 255, ImageNet mean / std).
 Crops are cut either fitted to the model's aspect ratio, as DeepSORT does (:func:`fit_boxes_to_aspect`, used by
 :class:`metric_learning.deploy.extractor.Extractor`), or exactly as the box lies (:func:`box_crops`, used by the
-tracking benchmark's box embedders).
+tracking benchmark's box embedders). :func:`image_file_transform` gives an exported model's input to whole image
+files embedded by the evaluation pipeline (eval.py --inference_model).
 """
 import numpy as np
 
@@ -74,6 +75,15 @@ class Preprocessor:
         if self.reverse_channels:
             resized = resized[..., ::-1]
         return self.normalize.batch(resized)
+
+
+def image_file_transform(config):
+    """The transform of :mod:`metric_learning.data.transforms` (an RGB image file as decoded -> CHW float32) that
+    resizes and normalises as an exported model's ``.reid.json`` ``config`` says, for embedding image files
+    through :func:`metric_learning.evaluation.evaluator.extract_features` (eval.py --inference_model)."""
+    transform = transforms.build_transforms(config["input_shape"], train=False)
+    transform.normalize = transforms.Normalize(config["mean"], config["std"], config["pixel_scale"])
+    return transform
 
 
 def resize_crops(crops_bgr, height, width):

@@ -37,13 +37,9 @@ class LayerEmbedder:
             return self.net(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
 
-def eval_transform(image_shape, mean=None, std=None):
-    """Resize to ``image_shape`` (C, H, W) and normalise (ImageNet mean/std unless given)."""
-    transform = transforms.build_transforms(image_shape, train=False)
-    if mean is not None or std is not None:
-        transform.normalize = transforms.Normalize(transforms.IMAGENET_MEAN if mean is None else mean,
-                                                   transforms.IMAGENET_STD if std is None else std)
-    return transform
+def eval_transform(image_shape):
+    """Resize to ``image_shape`` (C, H, W) and normalise as in training (ImageNet mean/std)."""
+    return transforms.build_transforms(image_shape, train=False)
 
 
 def _prefetched_batches(dataset, batch_size):
