@@ -12,12 +12,13 @@ round so that a change in machine load hits every set-up alike, it times over ``
 * ``model only``: ``Trainer.train_step`` again and again on one batch already in memory: forward, loss,
   backward, optimiser and schedule step, nothing else. This is what ``benchmarks/train_speed.py`` measures,
   but with the run's own head, loss and optimiser;
-* ``whole run``: ``Trainer.fit``, batches from the real stream (sampler, decoding or cache, augmentation) with
+* ``whole run``: ``Trainer.fit``, batches from the real stream (sampler, image or frozen-stage cache, augmentation) with
   the run's ``--prefetch_batches`` (4 unless given), and its logging (no evaluation, no periodic saving);
 * ``whole run, prefetch 0``: the same with each batch assembled between steps.
 
 Each row gives images/s (the median over rounds), its ratio to ``model only`` and the share of the time the
-step waited for its batch (``data_wait`` in the training log). Threads: ``OMP_NUM_THREADS`` as training sets it.
+step waited for its batch (``data_wait`` in the training log). With ``--cache_images True`` (the default) every
+image is decoded before timing, as in a run after its first epoch. Threads: ``OMP_NUM_THREADS`` as training sets it.
 """
 import argparse
 import json
@@ -88,6 +89,8 @@ def main(argv=None):
         trainer = build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
         trainer.evaluate_fn = None
         trainer.log = lambda *_: None
+        if getattr(trainer.stream.dataset, "cache", False):
+            trainer.stream.dataset.fill_cache()   # a run's steady state: after its first epoch every image is decoded
         batch_size = args.train_batch_size
         batch = next(iter(trainer.stream.iterate(0, 1)))
         setups = {
