@@ -7,7 +7,7 @@
         --peer_eval output/osnet_x0_25_market1501_eval.json --output output/pareto
 
 Each ``--model EXPORT EVAL_JSON`` is an exported model (``<prefix>.onnx`` runs in ONNX Runtime, a Paddle
-export in Paddle Inference, as ``export.load_embedder`` picks) and the ``eval.py --json`` file of its Market-1501
+export in Paddle Inference, as ``embedders.load_embedder`` picks) and the ``eval.py --json`` file of its Market-1501
 evaluation. Its crops/s are measured now, at the model's own input size (from its ``.reid.json``), on a ready
 NCHW float32 batch (cropping and preprocessing not timed), for every ``--batches`` size, with ``--threads``.
 
@@ -138,12 +138,12 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read once, when Paddle is imported below
     import metric_learning  # noqa: F401  (the remaining CPU defaults, before paddle loads)
-    from metric_learning import export
+    from metric_learning.deploy import embedders
 
     rows = []   # (label, input, runtime, evaluation, {batch: crops/s}, is_peer)
     for prefix, eval_json in args.model:
-        embed = export.load_embedder(prefix, threads=args.threads)
-        runtime = "ONNX Runtime" if isinstance(embed, export.OnnxEmbedder) else "Paddle Inference"
+        embed = embedders.load_embedder(prefix, threads=args.threads)
+        runtime = "ONNX Runtime" if isinstance(embed, embedders.OnnxEmbedder) else "Paddle Inference"
         label = os.path.basename(os.path.dirname(os.path.abspath(prefix)))
         rows.append((label, embed.input_shape, runtime, args.evaluations[eval_json],
                      measure(embed, embed.input_shape, args.batches, args), False))

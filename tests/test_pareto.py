@@ -43,8 +43,8 @@ def write_eval(path, mAP, rank1):
 
 
 def test_one_run_measures_every_model_and_the_peer_and_writes_table_and_plot(tmp_path, capsys):
-    from metric_learning import export
-    from metric_learning.model import build_model
+    from metric_learning.deploy import export
+    from metric_learning.models.reid_net import build_model
 
     exports = {}
     for name, shape in (("small", (3, 64, 32)), ("large", (3, 96, 48))):
