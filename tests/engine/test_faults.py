@@ -372,7 +372,7 @@ def test_a_long_run_also_saves_by_time(synthetic_root, tmp_path, monkeypatch):
 
     clock = itertools.count(0, 200)   # every reading of the trainer's clock moves 200 s on (only the trainer's)
     monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=lambda: next(clock), strftime=time.strftime,
-                                                               gmtime=time.gmtime))
+                                                               gmtime=time.gmtime, perf_counter=time.perf_counter))
     train(synthetic_root, tmp_path, "--total_iter_num", "4", "--save_minutes", "10")
     saved = rundir.checkpoints_in(os.path.join(tmp_path, MODEL))
     assert 4 in saved and len(saved) >= 2, saved   # at least one save by time before the final one

@@ -143,18 +143,18 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
               "--warmup_iter_num", "2", "--erase_prob", "0.5", "--test_iter_step", "100000")
     quiet = lambda *_: None  # noqa: E731
 
-    def build(save_dir, *extra):  # each run in its own name scope, as run_training does
+    def build_run(save_dir, *extra):  # each run in its own name scope, as run_training does
         run = build.build_trainer(elem_args(synthetic_root, save_dir, *common, *extra),
-                                       train_elem.build_criterion, quiet)
+                                  train_elem.build_criterion, quiet)
         run.evaluate_fn = None
         return run
 
     with paddle.utils.unique_name.guard():
-        straight = build(tmp_path / "a")
+        straight = build_run(tmp_path / "a")
         straight.fit()
 
     with paddle.utils.unique_name.guard():
-        killed = build(tmp_path / "b")
+        killed = build_run(tmp_path / "b")
         real_step = killed.optimizer.step
 
         def step_then_die():
@@ -170,7 +170,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_p
     latest = os.path.join(tmp_path / "b", "MobileNetV3_small_x1_0", "latest")
     assert os.path.basename(os.path.realpath(latest)) == "3"
     with paddle.utils.unique_name.guard():
-        resumed = build(tmp_path / "b", "--checkpoint", latest)
+        resumed = build_run(tmp_path / "b", "--checkpoint", latest)
         resumed.resume(latest)
         assert resumed.iteration == 3
         resumed.fit()
