@@ -91,15 +91,12 @@ class TorchEmbedder:
 
 
 class OnnxRuntimeEmbedder:
-    """``embed(batch) -> [N, D]`` over an ONNX file, with the session options our own exports run with."""
+    """``embed(batch) -> [N, D]`` over an ONNX file, in the same ONNX Runtime session as our own exports."""
 
     def __init__(self, path, threads):
-        import onnxruntime
+        from metric_learning.deploy.embedders import onnx_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch):

@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 
+import torchreid_peer  # beside this script; it imports torch only when a network is built
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["MobileNetV2", "MobileNetV3_large_x1_0", "MobileNetV3_small_x1_0", "GhostNet_x1_0",
           "PPLCNet_x1_0", "ResNet50_vd"]
@@ -160,17 +162,13 @@ def has_torch_version(model):
         return False
     if model == "MobileNetV2":
         return True
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from torchreid_peer import peer_available
-    return model.startswith("OSNet_x") and peer_available()
+    return model.startswith("OSNet_x") and torchreid_peer.peer_available()
 
 
 def torch_network(model):
     if model == "MobileNetV2":
         return torch_mobilenet_v2(CLASSES)
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from torchreid_peer import build_osnet
-    return build_osnet(model, num_classes=CLASSES)
+    return torchreid_peer.build_osnet(model, num_classes=CLASSES)
 
 
 def torch_worker(model, height, width, args):

@@ -47,6 +47,8 @@ def parse_args(argv=None):
         sys.exit(0)
     if own.iters < 1 or own.warmup < 1:
         parser.error("--iters and --warmup must be >= 1")
+    if own.iters % own.warmup:
+        parser.error("--iters must be a multiple of --warmup (the log's windows are --warmup iterations)")
     return own, train_argv
 
 
@@ -66,8 +68,6 @@ def whole_run_speed(trainer, prefetch, warmup, iters, directory):
     config.model_save_dir = tempfile.mkdtemp(dir=directory)
     config.total_iter_num, config.display_iter_step = warmup + iters, warmup
     config.save_iter_step = config.test_iter_step = config.save_minutes = 0
-    if iters % warmup:
-        raise SystemExit("--iters must be a multiple of --warmup (the log's windows are --warmup iterations)")
     trainer.stream.prefetch = prefetch
     trainer.iteration = 0
     trainer.fit()

@@ -102,22 +102,27 @@ def import_onnx_tool(name):
                           "requirements.txt (pip install --no-deps -r requirements.txt)" % name) from None
 
 
+def onnx_session(onnx_path, use_gpu=False, threads=None):
+    """The ONNX Runtime session every ONNX model here runs in (ours, and the peer's in the benchmarks)."""
+    onnxruntime = import_onnx_tool("onnxruntime")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = cpu_threads(threads)
+    options.inter_op_num_threads = 1
+    # paddle2onnx leaves a few unused shape constants; ORT drops them itself and would warn once per constant
+    options.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return onnxruntime.InferenceSession(onnx_path, options, providers=providers)
+
+
 class OnnxEmbedder(ExportedEmbedder):
     """ONNX Runtime over ``<prefix>.onnx`` (CPU; CUDA when ``use_gpu`` and onnxruntime-gpu provide it)."""
 
     def __init__(self, path, use_gpu=False, threads=None):
-        onnxruntime = import_onnx_tool("onnxruntime")
         onnx_path, config_path = artifact.resolve_onnx(path)
         super().__init__(onnx_path, artifact.read_config_file(config_path))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = cpu_threads(threads)
-        options.inter_op_num_threads = 1
-        # paddle2onnx leaves a few unused shape constants; ORT drops them itself and would warn once per constant
-        options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = onnxruntime.InferenceSession(onnx_path, options, providers=providers)
+        self.session = onnx_session(onnx_path, use_gpu=use_gpu, threads=threads)
         names = [i.name for i in self.session.get_inputs()]
         if names != [self.config["input_name"]]:
             raise ValueError("ONNX model %s has inputs %s but its config %s says %r"
