@@ -275,23 +275,45 @@ def convert_deepsort_mobilenetv2(src, dst):
     return state
 
 
-# --- torchreid OSNet -> paddle-reid OSNet checkpoint ------------------------------------------
+# --- torch checkpoints -> paddle-reid checkpoint directories ---------------------------------
 
 _TORCH_BN_BUFFERS = {"running_mean": "_mean", "running_var": "_variance"}
+_BN_STEP_COUNTER = "BN step counter, Paddle keeps none"
 
 
-def torchreid_state_dict(obj, source):
-    """The state dict inside any of torchreid's checkpoint forms: a bare state dict,
-    ``{'state_dict': ...}`` (torchreid's ``save_checkpoint``), keys prefixed ``module.``
-    (saved from ``nn.DataParallel``)."""
+def torch_state_dict(obj, source):
+    """The state dict inside any of the usual checkpoint forms: a bare state dict,
+    ``{'state_dict': ...}`` (torchreid's ``save_checkpoint``),
+    keys prefixed ``module.`` (saved from ``nn.DataParallel``)."""
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError("%s holds no tensor state dict (expected torchreid's state dict, bare or under "
-                         "'state_dict')" % source)
+        raise ValueError("%s holds no tensor state dict (expected a state dict, bare or under 'state_dict')"
+                         % source)
     return collections.OrderedDict((key[len("module."):] if key.startswith("module.") else key, value)
                                    for key, value in obj.items())
 
+
+def _save_converted(src, dst, model_config, state, criterion, image_shape, skipped, log, loaded_extra=""):
+    """Write the converted ``state`` (and ``criterion``) as a checkpoint directory with a ``config.json`` naming
+    ``src``; report what was loaded and, grouped by reason, what was ``skipped`` (``[(key, reason)]``)."""
+    import paddle
+
+    config = schema.converted_config(model_config, image_shape, src)
+    directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
+                                           {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
+                                           config)
+    log("%s -> %s (%s): loaded %d tensors into the network%s" % (src, directory, model_config["model"], len(state),
+                                                                  loaded_extra))
+    by_reason = collections.OrderedDict()
+    for key, reason in skipped:
+        by_reason.setdefault(reason, []).append(key)
+    for reason, keys in by_reason.items():
+        log("  skipped %d (%s): %s" % (len(keys), reason, ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")))
+    return directory
+
+
+# --- torchreid OSNet -> paddle-reid OSNet checkpoint ------------------------------------------
 
 def torchreid_osnet_width(torch_state, source):
     """The ``OSNet_x*`` name whose stem width matches ``conv1.conv.weight``."""
@@ -320,7 +342,7 @@ def torchreid_osnet_to_paddle(torch_state, model_shapes, source):
     for key, array in torch_state.items():
         module, _, param = key.rpartition(".")
         if param == "num_batches_tracked":
-            skipped.append((key, "BN step counter, Paddle keeps none"))
+            skipped.append((key, _BN_STEP_COUNTER))
             continue
         if module == "classifier":
             if param == "weight":
@@ -356,26 +378,14 @@ def convert_torchreid_osnet(src, dst, model_name=None, image_shape=schema.DEFAUL
     cannot be resumed with ``--checkpoint``. ``model_name`` defaults to the width read from
     the file. Returns the checkpoint directory.
     """
-    import paddle
-
     from metric_learning.models.reid_net import build_model
 
-    torch_state = torchreid_state_dict(read_torch_file(src), src)
+    torch_state = torch_state_dict(read_torch_file(src), src)
     model_name = model_name or torchreid_osnet_width(torch_state, src)
     model_config = {"model": model_name, "embedding_size": 0, "pooling": "avg", "last_stride": 2, "bnneck": False}
     shapes = {key: tuple(t.shape) for key, t in build_model(**model_config).state_dict().items()}
     state, classifier, skipped = torchreid_osnet_to_paddle(torch_state, shapes, src)
     criterion = {} if classifier is None else {"classification.weight": classifier}
-    config = schema.converted_config(model_config, image_shape, src)
-    directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
-                                           {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
-                                           config)
-    log("%s -> %s (%s): loaded %d tensors into the network%s" % (
-        src, directory, model_name, len(state),
-        "" if classifier is None else ", classifier %d classes x %d" % classifier.shape))
-    by_reason = collections.OrderedDict()
-    for key, reason in skipped:
-        by_reason.setdefault(reason, []).append(key)
-    for reason, keys in by_reason.items():
-        log("  skipped %d (%s): %s" % (len(keys), reason, ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")))
-    return directory
+    return _save_converted(src, dst, model_config, state, criterion, image_shape, skipped, log,
+                           "" if classifier is None else ", classifier %d classes x %d" % classifier.shape)
+
