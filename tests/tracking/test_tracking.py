@@ -253,3 +253,34 @@ def test_imagenet_mobilenetv2_embeddings_keep_both_ids_through_the_overtaking(ov
 def test_run_tracker_rejects_an_embedder_with_the_wrong_number_of_rows(overtaking):
     with pytest.raises(ValueError, match=r"returned \[1, 4\] for the 3 boxes of frame 0"):
         deepsort.run_tracker(overtaking, lambda frame, boxes: np.ones((1, 4), np.float32))
+
+
+# ------------------------------------------------------------------ the home-made metrics against py-motmetrics
+
+
+def motmetrics_scores(truth, predictions):
+    """IDF1 / IDP / IDR, IDTP, box counts and ID switches from py-motmetrics, IoU >= 0.5 a match."""
+    import motmetrics as mm
+
+    accumulator = mm.MOTAccumulator(auto_id=True)
+    for (gt_ids, gt_boxes), (pred_ids, pred_boxes) in zip(truth, predictions):
+        accumulator.update(gt_ids, pred_ids, mm.distances.iou_matrix(gt_boxes, pred_boxes, max_iou=0.5))
+    names = ["idf1", "idp", "idr", "idtp", "num_objects", "num_predictions", "num_switches"]
+    row = mm.metrics.create().compute(accumulator, metrics=names).iloc[0]
+    return tracking_metrics.TrackingScores(row.idf1, row.idp, row.idr, int(row.idtp), int(row.num_objects),
+                                           int(row.num_predictions), int(row.num_switches))
+
+
+@pytest.mark.parametrize("scene,appearance", [("random", "histogram"), ("random", "none"), ("random", "constant"),
+                                              ("overtaking", "histogram"), ("overtaking", "none"),
+                                              ("overtaking", "constant")])
+def test_home_made_scores_agree_with_motmetrics_on_generated_videos(scene, appearance, random_video, overtaking):
+    video = random_video[1] if scene == "random" else overtaking
+    embed_fn = {"histogram": deepsort.ColourHistogramEmbedder(), "none": None,
+                "constant": deepsort.constant_embedder}[appearance]
+    run = deepsort.run_tracker(video, embed_fn)
+    ours = deepsort.score(video, run)
+    theirs = motmetrics_scores(deepsort.ground_truth(video), run.predictions)
+    assert ours.num_gt > 100 and ours.idtp > 0
+    assert ours[3:] == theirs[3:]
+    np.testing.assert_allclose(ours[:3], theirs[:3], rtol=0, atol=1e-12)
