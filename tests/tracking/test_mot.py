@@ -145,3 +145,30 @@ def test_deepsort_tracks_a_real_mot17_sequence_and_motmetrics_scores_it(mot17_mi
         np.testing.assert_allclose(boxes_again[order_again], boxes[order], atol=0.005)
     with Image.open(str(tmp_path / "MOT17-05-FRCNN.gif")) as gif:
         assert gif.n_frames == 6 and gif.size == (480, 360)
+
+
+def test_the_benchmark_command_writes_results_gifs_and_a_table_for_ours_and_a_peer(mot17_mini_root, untrained_onnx,
+                                                                                  tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tracking_benchmark", os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "tracking.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    output = str(tmp_path / "mot")
+    assert benchmark.main(["--mot_root", mot17_mini_root, "--sequences", "MOT17-09-FRCNN", "--embedders",
+                           "none,ours,peer", "--inference_model", untrained_onnx, "--peer_onnx", untrained_onnx,
+                           "--output_dir", output, "--gif_width", "160"]) == 0
+    for folder in ("none", "ours", "peer"):
+        assert sorted(os.listdir(os.path.join(output, folder))) == ["MOT17-09-FRCNN.gif", "MOT17-09-FRCNN.txt"]
+    table = open(os.path.join(output, "scores.md")).read().splitlines()
+    overall = [line.split(" | ") for line in table if "| OVERALL |" in line]
+    assert len(overall) == 6              # none, ours, peer; in the full table and again in the summary
+    # the same model as ours and as peer embeds the same detections alike: the same scores (frames/s aside)
+    ours, peer = [cells for cells in overall[:3] if cells[0].startswith("| ours") or cells[0].startswith("| peer")]
+    assert ours[2:-1] == peer[2:-1] and ours[1] == "0.20"
+    assert "1 sequences, 4 frames, 16 public detections, 24 ground-truth boxes" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--mot_root", mot17_mini_root, "--peer_onnx", str(tmp_path / "missing.onnx")])
+    with pytest.raises(ValueError, match="--sequences: MOT17-99 not under"):
+        benchmark.main(["--mot_root", mot17_mini_root, "--sequences", "MOT17-99", "--embedders", "none"])
