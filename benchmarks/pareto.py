@@ -145,6 +145,8 @@ def main(argv=None):
         embed = embedders.load_embedder(prefix, threads=args.threads)
         runtime = "ONNX Runtime" if isinstance(embed, embedders.OnnxEmbedder) else "Paddle Inference"
         label = os.path.basename(os.path.dirname(os.path.abspath(prefix)))
+        if embed.config.get("precision", "fp32") != "fp32":  # an int8 model sits beside its fp32 export
+            label = "%s %s" % (label, embed.config["precision"])
         rows.append((label, embed.input_shape, runtime, args.evaluations[eval_json],
                      measure(embed, embed.input_shape, args.batches, args), False))
     peer_shape = (3,) + args.peer_size

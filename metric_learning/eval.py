@@ -141,27 +141,12 @@ def scoring_options(args):
                 k2=args.k2, lambda_value=args.lambda_value, max_memory_gb=args.max_memory_gb)
 
 
-def evaluate_features_files(args):
-    q_feats, q_pids, q_camids = evaluator.load_feature_set(args.query_feats, args.query_list, args.name_pattern)
-    g_feats, g_pids, g_camids = evaluator.load_feature_set(args.gallery_feats, args.gallery_list, args.name_pattern)
-    return evaluator.evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, **scoring_options(args))
-
-
-def read_protocol(root, pattern):
-    """Query and gallery of a Market-1501-layout root (junk dropped: it is never scored)."""
-    splits = {}
-    for split in ("query", "gallery"):
-        samples = market.load_folder(os.path.join(root, market.SPLIT_FOLDERS[split]), pattern)
-        splits[split] = [s for s in samples if s.pid != market.JUNK_PID]
-    return market.ReIDProtocol(train=[], **splits)
-
-
 def evaluate_model(args, log):
     # the data first: a bad image is reported before the model loads, and with every other bad one
     if args.test_list:
         paths, labels = listfile.records_to_paths_labels(listfile.read_list(args.test_list), args.image_root)
     else:
-        protocol = read_protocol(args.dataset_root, args.name_pattern)
+        protocol = market.load_protocol(args.dataset_root, args.name_pattern, splits=market.EVALUATION_SPLITS)
         paths = [s.path for s in protocol.query + protocol.gallery]
     images.check_images(paths, log=log)
     embed, image_shape, transform = load_model(args)
@@ -172,8 +157,8 @@ def evaluate_model(args, log):
     result, q_feats, g_feats = evaluator.evaluate_protocol(embed, protocol, image_shape, return_features=True,
                                                             **common, **scoring_options(args))
     if args.save_features:
-        evaluator.save_feature_set(args.save_features, "query", q_feats, protocol.query)
-        evaluator.save_feature_set(args.save_features, "gallery", g_feats, protocol.gallery)
+        for split, feats, samples in (("query", q_feats, protocol.query), ("gallery", g_feats, protocol.gallery)):
+            evaluator.save_feature_set(args.save_features, split, feats, [os.path.basename(s.path) for s in samples])
         log("features written to %s (query/gallery .npy + .txt)" % args.save_features)
     return result
 
@@ -185,7 +170,8 @@ def main(argv=None):
         print(message, file=sys.stderr, flush=True)
 
     if args.query_feats:
-        result = evaluate_features_files(args)
+        result = evaluator.evaluate_feature_files(args.query_feats, args.query_list, args.gallery_feats,
+                                                  args.gallery_list, args.name_pattern, **scoring_options(args))
         result["input"] = {name: getattr(args, name) for name in FEATURE_FLAGS}
     else:
         result = evaluate_model(args, log)

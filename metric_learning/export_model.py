@@ -3,6 +3,8 @@
     python metric_learning/export_model.py --checkpoint output/MobileNetV2/latest --output inference_model/reid
     python metric_learning/export_model.py --checkpoint ... --input_name crops   # PaddleDetection DeepSORT
     python metric_learning/export_model.py --checkpoint ... --onnx True         # also <prefix>.onnx (paddle2onnx)
+    python metric_learning/export_model.py --checkpoint ... --onnx True --int8_calibration <market root>/bounding_box_train
+                                                                               # and <prefix>_int8.onnx
 
 Paddle 3.3 writes the PIR program as <prefix>.json; the old __model__ / .pdmodel format can no longer be
 written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle Inference >= 3.0, or ONNX).
@@ -15,7 +17,7 @@ import os
 
 from metric_learning.config import options, schema
 from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, str2bool
-from metric_learning.deploy import artifact, export
+from metric_learning.deploy import artifact, export, quantize
 from metric_learning.errors import run_cli
 from metric_learning.models import checkpoint
 
@@ -37,7 +39,21 @@ def parse_args(argv=None):
                         help="also write <output>.onnx with paddle2onnx and check it with ONNX Runtime")
     parser.add_argument("--onnx_opset", type=int, default=export.ONNX_OPSET,
                         help="ONNX opset to target (paddle2onnx raises it when an operator needs a newer one)")
-    return parser.parse_args(argv)
+    parser.add_argument("--int8_calibration", default=None,
+                        help="with --onnx True, also write <output>_int8.onnx, quantised to int8 by ONNX Runtime and "
+                             "calibrated on images of this folder (e.g. Market-1501's bounding_box_train); its cosine "
+                             "to the fp32 embeddings on other images of the folder is printed and recorded")
+    parser.add_argument("--int8_images", type=int, default=quantize.DEFAULT_CALIBRATION_IMAGES,
+                        help="calibration images for --int8_calibration (as many again are drawn for the check)")
+    args = parser.parse_args(argv)
+    if args.int8_calibration:
+        if not args.onnx:
+            parser.error("--int8_calibration quantises the ONNX model: add --onnx True")
+        if not os.path.isdir(args.int8_calibration):
+            parser.error("--int8_calibration %s is not a folder of images" % args.int8_calibration)
+        if args.int8_images < 1:
+            parser.error("--int8_images must be positive, got %d" % args.int8_images)
+    return args
 
 
 def main(argv=None):
@@ -54,6 +70,12 @@ def main(argv=None):
         onnx_path = export.export_onnx(args.output, args.onnx_opset)
         print("exported %s; ONNX Runtime vs Paddle Inference on a random batch of %d: max |diff| %.2e"
               % (onnx_path, PARITY_BATCH, export.onnx_parity(args.output, PARITY_BATCH)))
+    if args.int8_calibration:
+        int8_path, check = quantize.quantize_int8(args.output, args.int8_calibration, args.int8_images,
+                                                  args.int8_images)
+        print("exported %s (int8, calibrated on %d images of %s); cosine to fp32 on %d other images: mean %.4f, "
+              "min %.4f" % (int8_path, args.int8_images, args.int8_calibration, check["images"],
+                            check["mean_cosine"], check["min_cosine"]))
 
 
 def console():

@@ -8,20 +8,17 @@
 Row i of <name>.npy (float32 [N, D], L2-normalised unless --normalize False) is the image on line i of
 <name>.txt. With --dataset_root the query and gallery sets are written as query.npy/.txt and gallery.npy/.txt,
 ready for `eval.py --query_feats ... --gallery_feats ... --query_list ... --gallery_list ...`.
-An exported model runs through metric_learning.deploy.extractor.Extractor (Paddle Inference, or ONNX Runtime for a
-.onnx file), with the preprocessing its <prefix>.reid.json describes.
+A checkpoint or an exported model (Paddle Inference, or ONNX Runtime for a .onnx file, with the preprocessing
+its <prefix>.reid.json describes) is loaded and run exactly as eval.py runs it.
 """
 if not __package__:  # run by its path: the repository root goes first on sys.path (see run_by_path.py)
     import run_by_path  # noqa: F401
 import os
 
-import numpy as np
-
 from metric_learning.config import options
 from metric_learning.config.flags import checkpoint_path, in_repo, parse_image_shape, str2bool
 from metric_learning.data import images, market
 from metric_learning.deploy import embedders
-from metric_learning.deploy.extractor import Extractor
 from metric_learning.errors import run_cli
 from metric_learning.evaluation import evaluator, metrics
 
@@ -50,33 +47,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def read_image_list(list_path, root):
-    """``(absolute paths, names as written)`` of a one-path-per-line file; errors name the line."""
-    with open(list_path, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
-    if not names:
-        raise ValueError("%s lists no images (expected one image path per line)" % list_path)
-    return [os.path.join(root, name) for name in names], names
-
-
-def write_embeddings(directory, name, feats, names):
-    os.makedirs(directory, exist_ok=True)
-    np.save(os.path.join(directory, name + ".npy"), feats.astype(np.float32))
-    with open(os.path.join(directory, name + ".txt"), "w", encoding="utf-8") as f:
-        f.writelines(n + "\n" for n in names)
-    print("wrote %s.npy [%d x %d] and %s.txt" % (os.path.join(directory, name), feats.shape[0], feats.shape[1],
-                                                os.path.join(directory, name)))
-
-
 def build_embed_files(args):
-    """``embed_files(paths) -> float32 [N, D]`` for the model the flags name."""
-    if args.inference_model:
-        extractor = Extractor(args.inference_model, batch_size=args.test_batch_size, use_gpu=args.use_gpu,
-                              normalize=args.normalize)
-        extractor.model.check_input_shape(args.image_shape)
-        return lambda paths: extractor.embed_files(paths, flip=args.flip)
-    embed, image_shape, transform = embedders.load_model(args.checkpoint, image_shape=args.image_shape,
-                                                        use_gpu=args.use_gpu)
+    """``embed_files(paths) -> float32 [N, D]`` for the model the flags name: a checkpoint or an export loads and
+    embeds through the same code as eval.py's, so both give the features eval.py would score."""
+    embed, image_shape, transform = embedders.load_model(args.checkpoint, args.inference_model, args.image_shape,
+                                                        args.use_gpu)
 
     def embed_files(paths):
         feats = evaluator.extract_features(embed, paths, image_shape, args.test_batch_size, flip=args.flip,
@@ -89,7 +64,7 @@ def build_embed_files(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.dataset_root:
-        protocol = market.load_protocol(args.dataset_root, pattern=args.name_pattern)
+        protocol = market.load_protocol(args.dataset_root, args.name_pattern, splits=market.EVALUATION_SPLITS)
         jobs = [("query", [s.path for s in protocol.query]), ("gallery", [s.path for s in protocol.gallery])]
         jobs = [(name, paths, [os.path.basename(p) for p in paths]) for name, paths in jobs]
     elif args.image_dir:
@@ -98,13 +73,15 @@ def main(argv=None):
             raise ValueError("--image_dir %s holds no images" % args.image_dir)
         jobs = [(args.name, [os.path.join(args.image_dir, n) for n in names], names)]
     else:
-        paths, names = read_image_list(args.image_list, args.image_root)
-        jobs = [(args.name, paths, names)]
+        names = evaluator.read_name_list(args.image_list)
+        jobs = [(args.name, [os.path.join(args.image_root, n) for n in names], names)]
     # every bad file named at once, before the model loads
     images.check_images([path for _, paths, _ in jobs for path in paths])
     embed_files = build_embed_files(args)
     for name, paths, names in jobs:
-        write_embeddings(args.output_dir, name, embed_files(paths), names)
+        feats = embed_files(paths)
+        path = evaluator.save_feature_set(args.output_dir, name, feats, names)
+        print("wrote %s.npy [%d x %d] and %s.txt" % (path, feats.shape[0], feats.shape[1], path))
 
 
 def console():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from metric_learning.data import market
 from metric_learning.evaluation import evaluator, metrics
 from conftest import ROOT
 
@@ -190,7 +191,7 @@ def test_inference_model_cli_equals_the_layer(image_root, tmp_path):
     result = eval_cli.main(["--inference_model", prefix, "--dataset_root", str(image_root), "--json", str(out),
                             "--save_features", str(tmp_path / "feats"), "--test_batch_size", "4"])
     assert json.loads(out.read_text())["mAP"] == result["mAP"]
-    protocol = eval_cli.read_protocol(str(image_root), "market1501")
+    protocol = market.load_protocol(str(image_root), splits=market.EVALUATION_SPLITS)
     assert len(protocol.gallery) == (IDS + 1) * CAMS * 2              # junk dropped
     direct, q_feats, g_feats = evaluator.evaluate_protocol(evaluator.LayerEmbedder(net), protocol, IMAGE_SHAPE,
                                                             return_features=True)

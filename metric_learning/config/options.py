@@ -145,9 +145,9 @@ def add_train_args(parser, pair):
     group.add_argument("--pad", type=int, default=10, help="pad + random crop pixels (0 disables)")
     group.add_argument("--erase_prob", type=float, default=0.5, help="random erasing probability (0 disables)")
     group.add_argument("--teacher_model", default=None,
-                       help="distil from an exported model (export_model.py: <prefix> or <prefix>.onnx, same input "
-                            "size as --image_shape, any embedding width): the student also learns to rank each "
-                            "batch as this teacher does")
+                       help="distil from an exported model (export_model.py: <prefix> or <prefix>.onnx, any input "
+                            "size, any embedding width): the student also learns to rank each batch as this "
+                            "teacher does; batches are resized to the teacher's input when it differs")
     group.add_argument("--distill_weight", type=float, default=1.0, help="weight of the distillation loss")
     group.add_argument("--distill_temperature", type=float, default=0.1,
                        help="temperature of the neighbour distributions compared by the distillation loss "

@@ -115,22 +115,27 @@ def load_folder(directory, pattern="market1501"):
     return samples
 
 
-def load_protocol(root, pattern="market1501", drop_junk=True):
+EVALUATION_SPLITS = ("query", "gallery")
+
+
+def load_protocol(root, pattern="market1501", drop_junk=True, splits=tuple(SPLIT_FOLDERS)):
     """Read ``root``'s train/query/gallery folders (Market-1501 layout) into a :class:`ReIDProtocol`.
 
     ``drop_junk`` removes pid -1 images (Market's gallery has 3,819); the evaluation ignores them anyway,
     so dropping them only saves feature extraction. Distractors (pid 0) always stay: they are negatives.
+    ``splits`` names the folders read; the others are left empty, so evaluating (``EVALUATION_SPLITS``)
+    needs no training folder.
     """
     regex = compile_pattern(pattern)
     if not os.path.isdir(root):
         raise MissingFolderError("dataset root %r does not exist" % str(root))
-    splits = {}
+    samples_of = {}
     for split, folder in SPLIT_FOLDERS.items():
-        samples = load_folder(os.path.join(root, folder), regex)
+        samples = load_folder(os.path.join(root, folder), regex) if split in splits else []
         if drop_junk:
             samples = [s for s in samples if s.pid != JUNK_PID]
-        splits[split] = samples
-    return ReIDProtocol(**splits)
+        samples_of[split] = samples
+    return ReIDProtocol(**samples_of)
 
 
 def relabel(samples):

@@ -27,6 +27,11 @@ def write_config(prefix, input_name, image_shape, feature_dim, normalize, extra_
         "l2_normalized": bool(normalize),
     }
     config.update(extra_config or {})
+    return save_config(prefix, config)
+
+
+def save_config(prefix, config):
+    """Write ``config`` as ``<prefix>.reid.json``; return it."""
     with open(prefix + CONFIG_SUFFIX, "w") as f:
         json.dump(config, f, indent=2)
     return config

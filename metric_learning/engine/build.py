@@ -15,6 +15,7 @@ import paddle.distributed as dist
 
 from metric_learning.config import schema
 from metric_learning.data import datasets, images, listfile, market, samplers, synthetic, transforms
+from metric_learning.deploy.embedders import format_shape
 from metric_learning.engine import rundir
 from metric_learning.engine.frozen_cache import FrozenOutputCache
 from metric_learning.engine.pretrained import load_pretrained_criterion, pretrained_weights_file
@@ -189,7 +190,9 @@ def build_trainer(args, build_criterion, log=print):
             raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
                              "cached feature maps; drop one of the two")
         teacher = load_teacher(args.teacher_model, args.image_shape, use_gpu=args.use_gpu)
-        log("distilling from %s (%d-d embeddings)" % (teacher.model_path, teacher.config["feature_dim"]))
+        resized = "" if tuple(teacher.input_shape) == tuple(args.image_shape) else (
+            ", batches resized to its input %s" % format_shape(teacher.input_shape))
+        log("distilling from %s (%d-d embeddings%s)" % (teacher.model_path, teacher.config["feature_dim"], resized))
     if args.pretrained_model and not args.checkpoint:
         load_pretrained_criterion(criterion, args.pretrained_model, log)
 

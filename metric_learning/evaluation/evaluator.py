@@ -196,9 +196,20 @@ def load_feature_set(feats_path, list_path, pattern="market1501"):
     return feats, pids, camids
 
 
-def save_feature_set(directory, split, feats, samples):
-    """Write ``<split>.npy`` and ``<split>.txt`` (file names) so :func:`load_feature_set` reads them back."""
+def save_feature_set(directory, name, feats, names):
+    """Write ``<name>.npy`` (float32 rows) and ``<name>.txt`` (``names``, one per line, in row order), the pair
+    :func:`load_feature_set` reads back; return the path without extension."""
     os.makedirs(directory, exist_ok=True)
-    np.save(os.path.join(directory, split + ".npy"), np.asarray(feats, np.float32))
-    with open(os.path.join(directory, split + ".txt"), "w", encoding="utf-8") as f:
-        f.writelines(os.path.basename(s.path) + "\n" for s in samples)
+    path = os.path.join(directory, name)
+    np.save(path + ".npy", np.asarray(feats, np.float32))
+    with open(path + ".txt", "w", encoding="utf-8") as f:
+        f.writelines(n + "\n" for n in names)
+    return path
+
+
+def evaluate_feature_files(query_feats, query_list, gallery_feats, gallery_list, pattern="market1501", **scoring):
+    """:func:`evaluate_features` on two saved feature sets (:func:`save_feature_set`, or any model's features
+    with their file names); ``scoring``: its metric / ranks / re-ranking options."""
+    q_feats, q_pids, q_camids = load_feature_set(query_feats, query_list, pattern)
+    g_feats, g_pids, g_camids = load_feature_set(gallery_feats, gallery_list, pattern)
+    return evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, **scoring)

@@ -28,7 +28,9 @@ variants (OSNet-IBN / AIN) are not included.
 final map is then twice as large in each direction, as for the other backbones.
 The published models use ``last_stride=2``.
 """
-import paddle
+import functools
+import operator
+
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -80,7 +82,9 @@ class ChannelGate(nn.Layer):
         self.fc2 = nn.Conv2D(channels // reduction, channels, 1)
 
     def forward(self, x):
-        weights = F.sigmoid(self.fc2(F.relu(self.fc1(x.mean(axis=[2, 3], keepdim=True)))))
+        # a pool, not x.mean: it exports to ONNX as GlobalAveragePool, which ONNX Runtime runs in its blocked
+        # (NCHWc) layout; a ReduceMean makes it convert every gate's input back to NCHW (docs/benchmarks.md)
+        weights = F.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
         return x * weights
 
 
@@ -102,7 +106,8 @@ class OSBlock(nn.Layer):
     def forward(self, x):
         bottleneck = self.conv1(x)
         streams = (self.conv2a, self.conv2b, self.conv2c, self.conv2d)
-        aggregated = paddle.add_n([self.gate(stream(bottleneck)) for stream in streams])
+        # chained adds, not add_n: an ONNX Add stays in ONNX Runtime's blocked layout, a Sum does not
+        aggregated = functools.reduce(operator.add, [self.gate(stream(bottleneck)) for stream in streams])
         identity = x if self.downsample is None else self.downsample(x)
         return F.relu(self.conv3(aggregated) + identity)
 

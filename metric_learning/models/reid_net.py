@@ -20,6 +20,7 @@ Classifier weights live in the classification losses, not here.
 """
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from metric_learning.models.backbones import build_backbone
 
@@ -28,7 +29,8 @@ class GlobalAvgPooling(nn.Layer):
     """``[N, C, H, W] -> [N, C]``: mean over all positions."""
 
     def forward(self, x):
-        return x.mean(axis=[2, 3])
+        # a pool rather than x.mean: exported to ONNX it is a GlobalAveragePool (see models/osnet.py's gate)
+        return F.adaptive_avg_pool2d(x, 1).squeeze(axis=[2, 3])
 
 
 class GeneralizedMeanPooling(nn.Layer):

@@ -88,6 +88,16 @@ def test_load_protocol_missing_split(tmp_path):
         market.load_protocol(str(tmp_path / "missing_root"))
 
 
+def test_load_protocol_reads_only_the_splits_asked_for(tmp_path):
+    make_layout(str(tmp_path))
+    os.rename(tmp_path / "bounding_box_train", tmp_path / "elsewhere")  # evaluating needs no training folder
+    proto = market.load_protocol(str(tmp_path), splits=market.EVALUATION_SPLITS)
+    assert proto.train == []
+    assert [s.pid for s in proto.query] == [10, 11] and [s.pid for s in proto.gallery] == [0, 10, 11]
+    with pytest.raises(ValueError, match="bounding_box_train"):
+        market.load_protocol(str(tmp_path))
+
+
 def test_relabel_dense_in_pid_order():
     samples = [market.ReIDSample("a", 5, 0), market.ReIDSample("b", 2, 0), market.ReIDSample("c", 5, 1),
                market.ReIDSample("d", 9, 0)]

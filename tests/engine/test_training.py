@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -309,14 +310,35 @@ def test_teacher_embeds_every_batch_and_its_loss_is_weighted_in(synthetic_root, 
         assert record["loss"] == pytest.approx(record["softmax_loss"] + 0.5 * record["distill_loss"], abs=2e-5)
 
 
-def test_teacher_that_reads_other_batches_is_a_clear_error(synthetic_root, tmp_path):
+def test_teacher_of_another_size_reads_each_batch_resized_to_its_input(synthetic_root, tmp_path):
+    teacher_prefix = export_teacher(str(tmp_path / "teacher" / "reid"), (3, 128, 64))
+    args = elem_args(synthetic_root, tmp_path, "--teacher_model", teacher_prefix)  # SMALL trains at 3,64,32
+    logs = []
+    teacher = build.build_trainer(args, train_elem.build_criterion, log=logs.append).teacher
+    assert any(line.startswith("distilling from %s" % teacher_prefix)
+               and line.endswith("batches resized to its input 3,128,64)") for line in logs), logs
+    batch = np.random.default_rng(0).normal(size=(5, 3, 64, 32)).astype("float32")
+    seen = []
+    teacher.embedder.run = lambda resized: seen.append(resized) or np.zeros((len(resized), 4), "float32")
+    assert teacher(batch).shape == (5, 4)
+    # each image and channel resized on its own, as OpenCV resizes one 64x32 plane to 128x64
+    expected = [[cv2.resize(plane, (64, 128), interpolation=cv2.INTER_LINEAR) for plane in image] for image in batch]
+    np.testing.assert_allclose(seen[0], np.array(expected), atol=1e-6)
+    # a constant image stays constant, whatever the channel
+    flat = np.broadcast_to(np.array([1.0, -2.0, 3.0], "float32")[None, :, None, None], (2, 3, 64, 32))
+    teacher(flat)
+    np.testing.assert_allclose(seen[1], np.broadcast_to(flat[:, :, :1, :1], (2, 3, 128, 64)), atol=1e-6)
+
+
+def test_teacher_that_reads_other_pixels_is_a_clear_error(synthetic_root, tmp_path):
     teacher = export_teacher(str(tmp_path / "teacher" / "reid"), (3, 128, 64))
-    args = elem_args(synthetic_root, tmp_path, "--teacher_model", teacher)  # SMALL trains at 3,64,32
-    with pytest.raises(ValueError, match=r"--image_shape 3,64,32 does not match the exported model's input 3,128,64 "
-                                         r"\(.*reid\) given as --teacher_model"):
-        build.build_trainer(args, train_elem.build_criterion, log=lambda *_: None)
     config_path = teacher + artifact.CONFIG_SUFFIX
     config = json.load(open(config_path))
+    json.dump(dict(config, input_shape=[1, 128, 64]), open(config_path, "w"))
+    with pytest.raises(ValueError, match=r"--image_shape 3,64,32 does not match the exported model's input 1,128,64 "
+                                         r"\(.*reid\) given as --teacher_model: the channels must match"):
+        build.build_trainer(elem_args(synthetic_root, tmp_path, "--teacher_model", teacher),
+                            train_elem.build_criterion, log=lambda *_: None)
     json.dump(dict(config, channel_order="BGR"), open(config_path, "w"))
     args = elem_args(synthetic_root, tmp_path, "--image_shape", "3,128,64", "--teacher_model", teacher)
     with pytest.raises(ValueError, match="expects channel_order BGR but training batches have RGB"):

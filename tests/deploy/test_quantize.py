@@ -1,0 +1,77 @@
+"""metric_learning.deploy.quantize: int8 ONNX models from an export, and their check against fp32."""
+import collections
+import json
+import os
+
+import numpy as np
+import pytest
+
+from metric_learning.deploy import artifact, export, quantize
+from metric_learning.deploy.embedders import load_embedder
+
+IMAGE_SHAPE = (3, 64, 32)
+
+
+@pytest.fixture(scope="module")
+def onnx_prefix(tmp_path_factory):
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime.quantization")
+    pytest.importorskip("onnx")
+    import paddle
+
+    from metric_learning.models.reid_net import build_model
+
+    paddle.seed(0)
+    net = build_model("OSNet_x0_25", last_stride=2)
+    net.eval()
+    prefix = str(tmp_path_factory.mktemp("quantize") / "reid")
+    export.export_inference_model(net, prefix, IMAGE_SHAPE)
+    export.export_onnx(prefix)
+    return prefix
+
+
+def test_int8_model_is_quantised_checked_on_other_images_and_loads_like_any_export(onnx_prefix, synthetic_root):
+    import onnx
+
+    image_dir = os.path.join(synthetic_root, "bounding_box_train")
+    int8_path, check = quantize.quantize_int8(onnx_prefix, image_dir, calibration_images=24, check_images=20)
+    assert int8_path == onnx_prefix + "_int8.onnx"
+    ops = collections.Counter(node.op_type for node in onnx.load(int8_path).graph.node)
+    # every convolution reads quantised weights and activations: QDQ pairs around each of them
+    assert ops["Conv"] > 50 and ops["QuantizeLinear"] >= ops["Conv"] and ops["DequantizeLinear"] > ops["Conv"]
+    int8_weights = [t for t in onnx.load(int8_path).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= ops["Conv"]
+
+    config = json.load(open(onnx_prefix + "_int8" + artifact.CONFIG_SUFFIX))
+    assert config["precision"] == "int8" and config["int8_check"] == check
+    assert config["int8_calibration"]["images"] == 24 and "model_file" not in config
+    assert config["input_shape"] == list(IMAGE_SHAPE)
+
+    # the recorded check is the cosine on the 20 images not used to calibrate, recomputed here
+    calibration, held_out = quantize.split_images(image_dir, 24, 20)
+    assert not set(calibration) & set(held_out) and len(held_out) == check["images"] == 20
+    fp32, int8 = load_embedder(onnx_prefix + ".onnx"), load_embedder(int8_path)
+    batch = np.concatenate(list(quantize.load_batches(held_out, fp32.config)))
+    a, b = fp32(batch), int8(batch)
+    cosines = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert check["mean_cosine"] == pytest.approx(cosines.mean(), abs=1e-6)
+    assert check["min_cosine"] == pytest.approx(cosines.min(), abs=1e-6)
+    # int8 moves the embedding but keeps it recognisable (this untrained OSNet, measured: mean 0.9998, min 0.9996)
+    assert 0.9 < check["mean_cosine"] < 1.0 - 1e-6
+
+
+def test_too_few_images_is_a_clear_error_before_quantising(tmp_path):
+    (tmp_path / "0001_c1s1_000001_00.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"--int8_calibration .* holds 1 images; 40 are needed \(30 to calibrate, "
+                                         r"10 to check\)"):
+        quantize.split_images(str(tmp_path), 30, 10)
+
+
+def test_export_cli_refuses_int8_without_onnx(tmp_path, capsys):
+    from metric_learning import export_model
+    from metric_learning.models import checkpoint
+
+    (tmp_path / checkpoint.MODEL_FILE).write_bytes(b"")  # passes the --checkpoint check, which comes first
+    with pytest.raises(SystemExit):
+        export_model.parse_args(["--checkpoint", str(tmp_path), "--int8_calibration", str(tmp_path)])
+    assert "--int8_calibration quantises the ONNX model: add --onnx True" in capsys.readouterr().err
