@@ -179,7 +179,8 @@ class MotSequence:
         if missing:
             raise MotFormatError("%s: seqLength is %d but %d frame files are missing, the first %s"
                                  % (os.path.join(directory, "seqinfo.ini"), self.info.length, len(missing), missing[0]))
-        self._detections = read_detections(os.path.join(directory, "det", "det.txt"), len(self), min_score)
+        self._detections = [boxes for boxes, _ in read_detections(os.path.join(directory, "det", "det.txt"), len(self),
+                                                                  min_score)]
         gt_path = os.path.join(directory, "gt", "gt.txt")
         self.truth, self.ignored = (read_ground_truth(gt_path, len(self)) if os.path.isfile(gt_path)
                                     else (None, None))
@@ -193,10 +194,7 @@ class MotSequence:
 
     def detections(self, t):
         """``[m, 4]`` float32 ltwh public detections of frame ``t`` (0-based)."""
-        return self._detections[t][0]
-
-    def detection_scores(self, t):
-        return self._detections[t][1]
+        return self._detections[t]
 
     def ground_truth(self, t):
         """``(ids, boxes)`` of the pedestrians to track in frame ``t``."""

@@ -40,8 +40,10 @@ def test_a_sequence_keeps_considered_pedestrians_ignores_distractors_and_reads_d
     truth = [(ids.tolist(), boxes.tolist()) for ids, boxes in sequence.truth]
     assert truth == [([1], [[10, 10, 8, 20]]), ([1], [[11, 10, 8, 20]]), ([], [])]
     assert [boxes.tolist() for boxes in sequence.ignored] == [[], [], [[50, 20, 6, 18], [2, 2, 4, 4]]]
-    assert sequence.detections(1).tolist() == [[11, 10.5, 8, 19.5]] and sequence.detection_scores(2).tolist() == [
-        pytest.approx(0.7)]
+    assert sequence.detections(1).tolist() == [[11, 10.5, 8, 19.5]]
+    detections = mot.read_detections(str(tmp_path / "TINY" / "det" / "det.txt"), 3)
+    assert [scores.tolist() for _, scores in detections] == [[pytest.approx(0.99)], [pytest.approx(0.2)],
+                                                             [pytest.approx(0.7)]]
     assert sequence.frame(2).shape == (48, 64, 3) and int(sequence.frame(2).mean()) == 80
     confident = mot.MotSequence(str(tmp_path / "TINY"), min_score=0.5)
     assert [len(confident.detections(t)) for t in range(3)] == [1, 0, 1]
