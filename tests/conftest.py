@@ -10,6 +10,7 @@ import metric_learning  # noqa: E402,F401  (must precede any paddle import)
 import pytest  # noqa: E402
 
 DEFAULT_MARKET_ROOT = os.path.join(ROOT, "..", "shared", "datasets", "Market-1501-v15.09.15")
+DEFAULT_MOT17_MINI_ROOT = os.path.join(ROOT, "..", "shared", "datasets", "MOT17-mini")
 SHARED_WEIGHTS = os.path.join(ROOT, "..", "shared", "weights")
 
 
@@ -33,6 +34,15 @@ def market_root():
     if root is None:
         pytest.skip("Market-1501 not found (set MARKET1501_ROOT or place it at ../shared/datasets/Market-1501-v15.09.15)")
     return root
+
+
+@pytest.fixture(scope="session")
+def mot17_mini_root():
+    """The MOT17-mini sequences (real MOT17 frames, detections, ground truth) from $MOT17_MINI_ROOT or ../shared."""
+    root = os.environ.get("MOT17_MINI_ROOT") or DEFAULT_MOT17_MINI_ROOT
+    if not os.path.isfile(os.path.join(root, "MOT17-05-FRCNN", "seqinfo.ini")):
+        pytest.skip("MOT17-mini not found (set MOT17_MINI_ROOT or place it at ../shared/datasets/MOT17-mini)")
+    return os.path.abspath(root)
 
 
 @pytest.fixture(scope="session")

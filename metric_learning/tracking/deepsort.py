@@ -1,5 +1,6 @@
 """DeepSORT with our embeddings: run the real tracker of the PyPI package ``deep-sort-realtime`` on a
-:class:`metric_learning.tracking.video.TrackingVideo` and score it (IDF1, ID switches).
+:class:`metric_learning.tracking.video.TrackingVideo` or a MOTChallenge sequence
+(:class:`metric_learning.tracking.mot.MotSequence`) and score it with py-motmetrics (MOTA, IDF1, ID switches).
 
 The appearance model is any *box embedder*, a callable ``embed_fn(frame_bgr, boxes_ltwh) -> float32 [N, D]``
 with one L2-normalised row per box: :class:`NetworkBoxEmbedder` wraps a network (a checkpoint through
@@ -11,6 +12,7 @@ The tracker gets the embeddings through ``DeepSort.update_tracks(raw_detections,
 ``embedder=None``, so deep-sort-realtime never imports its own (PyTorch) embedder.
 """
 import collections
+import os
 import time
 
 import numpy as np
@@ -19,7 +21,7 @@ from deep_sort_realtime.deepsort_tracker import DeepSort
 from metric_learning.data.synthetic import colour_histograms
 from metric_learning.deploy.preprocess import Preprocessor, box_crops, resize_crops
 from metric_learning.evaluation import metrics
-from metric_learning.tracking import metrics as tracking_metrics
+from metric_learning.tracking import draw, mot, metrics as tracking_metrics
 
 #: deep_sort_app's settings (Wojke et al. 2017) for what deep-sort-realtime leaves open: a budget of 100
 #: appearance samples per track (deep-sort-realtime's default, no budget, slows down as tracks age)
@@ -143,3 +145,32 @@ def ground_truth(video):
 def score(video, run, iou_threshold=tracking_metrics.IOU_THRESHOLD):
     """:class:`metric_learning.tracking.metrics.TrackingScores` of a :class:`TrackerRun` on ``video``."""
     return tracking_metrics.score_tracking(ground_truth(video), run.predictions, iou_threshold)
+
+
+MotEvaluation = collections.namedtuple("MotEvaluation", ["scores", "runs"])
+MotEvaluation.__doc__ = ("``scores``: ``{sequence name: TrackingScores}`` plus ``metrics.OVERALL``; ``runs``: "
+                         "``{sequence name: TrackerRun}``.")
+
+
+def evaluate_sequences(sequences, embed_fn=None, output_dir=None, gif_width=480, **deepsort_options):
+    """DeepSORT with ``embed_fn`` on the public detections of each :class:`metric_learning.tracking.mot.MotSequence`,
+    scored against its ground truth (MOT17's rules: pedestrians only, predictions on distractors dropped).
+
+    With ``output_dir``, writes ``<output_dir>/<sequence>.txt`` (MOTChallenge results) and ``<sequence>.gif``
+    (the reported tracks drawn on the frames, ``gif_width`` pixels wide; 0: no GIF).
+    """
+    for sequence in sequences:
+        if not sequence.has_ground_truth:
+            raise FileNotFoundError("%s has no gt/gt.txt to score against" % sequence.directory)
+    accumulators, runs = [], collections.OrderedDict()
+    for sequence in sequences:
+        run = runs[sequence.name] = run_tracker(sequence, embed_fn, **deepsort_options)
+        if output_dir:
+            mot.write_results(os.path.join(output_dir, sequence.name + ".txt"), run.predictions)
+            if gif_width:
+                drawn = (draw.draw_tracks(sequence.frame(t), *run.predictions[t]) for t in range(len(sequence)))
+                draw.write_gif(os.path.join(output_dir, sequence.name + ".gif"), drawn, sequence.info.frame_rate,
+                               gif_width)
+        accumulators.append((sequence.name, tracking_metrics.accumulate(sequence.truth, run.predictions,
+                                                                        ignored=sequence.ignored)))
+    return MotEvaluation(tracking_metrics.score_sequences(accumulators), runs)
