@@ -16,7 +16,8 @@ The BN bias is frozen because a bias shifts every embedding alike; with a
 classifier on top it only moves the decision boundaries off the origin, which hurts
 the angular (cosine) geometry the retrieval uses. There is no dropout in the head:
 the retrieval feature must be deterministic, and the ReID baselines train without it.
-Classifier weights live in the classification losses, not here.
+Classifier weights live in the classification losses, not here. The part-based heads (PCB, MGN) are
+:mod:`metric_learning.models.heads`; :func:`build_model` builds either.
 """
 import paddle
 import paddle.nn as nn
