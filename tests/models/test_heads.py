@@ -214,3 +214,17 @@ def test_an_input_too_short_for_the_stripes_names_the_flags():
         check_input_height(net, (3, 64, 32))
     check_input_height(net, (3, 96, 32))   # 6 rows
     assert net.training
+
+
+def test_frozen_stages_of_mgn_stay_in_the_shared_trunk():
+    from metric_learning.models.backbones import freeze_stages
+
+    net = build_model(BACKBONE, head="mgn")
+    frozen = freeze_stages(net.backbone, 3)   # OSNet at stride 16: 5 stages, the last is every branch's own
+    assert net.backbone.num_frozen_units <= net.num_shared_units and frozen > 0
+    net.train()
+    net(_input()).mean().backward()
+    frozen_params = [p for unit in net.backbone.trunk_units[:net.backbone.num_frozen_units] for p in unit.parameters()]
+    assert all(p.grad is None for p in frozen_params)
+    for stage in (net.backbone.trunk_units[-1], net.part2_stage[-1], net.part3_stage[-1]):
+        assert all(p.grad is not None for p in stage.parameters() if p.trainable)
