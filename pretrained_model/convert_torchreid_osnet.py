@@ -17,26 +17,22 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import metric_learning  # noqa: E402,F401  (sets CPU defaults before paddle loads)
-from metric_learning.config import schema  # noqa: E402
-from metric_learning.config.flags import parse_image_shape  # noqa: E402
+from metric_learning.config.flags import add_conversion_arguments, check_conversion_paths  # noqa: E402
 from metric_learning.errors import run_cli  # noqa: E402
 from metric_learning.models.osnet import OSNET_WIDTHS  # noqa: E402
 from metric_learning.models.torch_weights import convert_torchreid_osnet  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", help="torchreid .pth / .pth.tar (e.g. osnet_x0_25_market1501.pth)")
-    parser.add_argument("dst", help="checkpoint directory to write (e.g. pretrained_model/osnet_x0_25_market1501)")
+    parser = add_conversion_arguments(
+        argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+        "torchreid .pth / .pth.tar (e.g. osnet_x0_25_market1501.pth)",
+        "checkpoint directory to write (e.g. pretrained_model/osnet_x0_25_market1501)",
+        "input C,H,W recorded in config.json (torchreid's models are trained at 3,256,128)")
     parser.add_argument("--model", choices=sorted(OSNET_WIDTHS), default=None,
                         help="OSNet width (default: read from the file)")
-    parser.add_argument("--image_shape", type=parse_image_shape, default=schema.DEFAULT_IMAGE_SHAPE,
-                        help="input C,H,W recorded in config.json (torchreid's models are trained at 3,256,128)")
     args = parser.parse_args(argv)
-    if not os.path.isfile(args.src):
-        parser.error("src %s does not exist" % args.src)
-    if os.path.exists(args.dst):
-        parser.error("dst %s already exists; remove it or choose another directory" % args.dst)
+    check_conversion_paths(parser, args)
     convert_torchreid_osnet(args.src, args.dst, model_name=args.model, image_shape=args.image_shape)
 
 

@@ -10,6 +10,15 @@ import metric_learning  # noqa: E402,F401  (must precede any paddle import)
 import pytest  # noqa: E402
 
 DEFAULT_MARKET_ROOT = os.path.join(ROOT, "..", "shared", "datasets", "Market-1501-v15.09.15")
+SHARED_WEIGHTS = os.path.join(ROOT, "..", "shared", "weights")
+
+
+def shared_weights_file(*parts):
+    """A file of ../shared/weights (or $REID_WEIGHTS_DIR); the test is skipped when it is absent."""
+    path = os.path.join(os.environ.get("REID_WEIGHTS_DIR") or SHARED_WEIGHTS, *parts)
+    if not os.path.isfile(path):
+        pytest.skip("%s not found (set REID_WEIGHTS_DIR or place the weights at ../shared/weights)" % path)
+    return path
 
 
 def market1501_root():

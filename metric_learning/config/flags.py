@@ -5,6 +5,7 @@ Nothing here imports Paddle, so scripts that never need it (evaluating precomput
 import argparse
 import os
 
+from metric_learning.config.schema import DEFAULT_IMAGE_SHAPE
 from metric_learning.models import checkpoint
 from metric_learning.runtime import VERBOSE_FLAG, VERBOSE_HELP
 
@@ -54,3 +55,19 @@ def parse_image_shape(value):
     if len(shape) != 3 or min(shape) <= 0:
         raise argparse.ArgumentTypeError("--image_shape must be C,H,W with positive ints, e.g. 3,256,128; got %r" % value)
     return shape
+
+
+def add_conversion_arguments(parser, src_help, dst_help, image_shape_help):
+    """``src dst [--image_shape]`` of the pretrained_model/convert_*.py scripts, which write checkpoint directories."""
+    parser.add_argument("src", help=src_help)
+    parser.add_argument("dst", help=dst_help)
+    parser.add_argument("--image_shape", type=parse_image_shape, default=DEFAULT_IMAGE_SHAPE, help=image_shape_help)
+    return parser
+
+
+def check_conversion_paths(parser, args):
+    """The source must exist and the checkpoint directory must not: a conversion never overwrites."""
+    if not os.path.isfile(args.src):
+        parser.error("src %s does not exist" % args.src)
+    if os.path.exists(args.dst):
+        parser.error("dst %s already exists; remove it or choose another directory" % args.dst)

