@@ -3,6 +3,7 @@
     python metric_learning/export_model.py --checkpoint output/MobileNetV2/latest --output inference_model/reid
     python metric_learning/export_model.py --checkpoint ... --input_name crops   # PaddleDetection DeepSORT
     python metric_learning/export_model.py --checkpoint ... --onnx True         # also <prefix>.onnx (paddle2onnx)
+    python metric_learning/export_model.py --checkpoint ... --flip True         # mean with the mirror, in the graph
     python metric_learning/export_model.py --checkpoint ... --onnx True --int8_calibration <market root>/bounding_box_train
                                                                                # and <prefix>_int8.onnx
 
@@ -35,6 +36,9 @@ def parse_args(argv=None):
     parser.add_argument("--image_shape", type=parse_image_shape, default=None,
                         help="fixed input C,H,W (default: the shape the checkpoint was trained with)")
     parser.add_argument("--normalize", type=str2bool, default=True, help="L2-normalise the output embedding")
+    parser.add_argument("--flip", type=str2bool, default=False,
+                        help="build flip at test time into the graph: the embedding is the mean of the image's and "
+                             "its mirror's, then L2-normalised (as eval.py --flip True); recorded in the .reid.json")
     parser.add_argument("--onnx", type=str2bool, default=False,
                         help="also write <output>.onnx with paddle2onnx and check it with ONNX Runtime")
     parser.add_argument("--onnx_opset", type=int, default=export.ONNX_OPSET,
@@ -61,10 +65,11 @@ def main(argv=None):
     net = checkpoint.load_model_for_eval(args.checkpoint)
     image_shape = args.image_shape or schema.image_shape(checkpoint.read_config(args.checkpoint))
     config = export.export_inference_model(net, args.output, image_shape, input_name=args.input_name,
-                                           normalize=args.normalize,
+                                           normalize=args.normalize, flip=args.flip,
                                            extra_config={"checkpoint": os.path.abspath(checkpoint.resolve(args.checkpoint))})
-    print("exported %s.json / .pdiparams (input %r: [N, %s], output [N, %d]%s); config %s%s"
+    print("exported %s.json / .pdiparams (input %r: [N, %s], output [N, %d]%s%s); config %s%s"
           % (args.output, config["input_name"], ", ".join(map(str, image_shape)), config["feature_dim"],
+             ", mean with the mirror image" if config["flip"] else "",
              ", L2-normalised" if config["l2_normalized"] else "", args.output, artifact.CONFIG_SUFFIX))
     if args.onnx:
         onnx_path = export.export_onnx(args.output, args.onnx_opset)

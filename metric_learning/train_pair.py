@@ -18,7 +18,7 @@ from metric_learning.losses.distillation import build_distillation
 PAIR_FEATURES = "after_bn"
 
 
-def build_criterion(args, embedding_dim, num_classes):
+def build_criterion(args, net, num_classes):
     kwargs = {"triplet": {"margin": args.margin, "soft_margin": args.soft_margin},
               "quadruplet": {"margin": args.margin},
               "eml": {},
@@ -36,6 +36,9 @@ def parse_args(argv=None):
     options.add_pair_loss_args(parser)
     args = parser.parse_args(argv)
     args.train_batch_size = args.train_batch_size or args.batch_size
+    if args.head != "global":
+        parser.error("--head %s: train_pair.py fine-tunes the global head; train part heads with train_elem.py "
+                     "(--triplet_weight for MGN's triplet)" % args.head)
     if args.samples_each_class < 2:
         parser.error("--samples_each_class must be >= 2: pair losses need two images of an identity per batch")
     if args.pretrained_model and not args.checkpoint:

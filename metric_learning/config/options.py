@@ -13,6 +13,7 @@ from metric_learning.data.market import PATTERNS
 from metric_learning.losses.classification import CLASSIFICATION_LOSSES
 from metric_learning.losses.pair import PAIR_LOSSES
 from metric_learning.models.backbones import BACKBONES
+from metric_learning.models.heads import DEFAULT_NUM_PARTS, HEADS, PART_DIM, head_flag_error
 
 
 class RecipeArgumentParser(argparse.ArgumentParser):
@@ -69,6 +70,12 @@ def add_model_args(parser):
     group.add_argument("--bnneck", type=str2bool, default=True,
                        help="BN after the embedding, read by the classifier and retrieval (False: the embedding "
                             "itself, as torchreid's OSNet is trained)")
+    group.add_argument("--head", choices=HEADS, default="global",
+                       help="global: pooling + BNNeck (the default); pcb: --num_parts horizontal stripes of the "
+                            "stride-1 map, each reduced to %d with its own classifier; mgn: the multiple "
+                            "granularity network (a global and two part branches, 8 features of %d); see "
+                            "docs/training.md" % (PART_DIM, PART_DIM))
+    group.add_argument("--num_parts", type=int, default=DEFAULT_NUM_PARTS, help="PCB's number of stripes")
     group.add_argument("--last_stride", type=int, choices=[1, 2], default=1,
                        help="stride of the last stage; 1 doubles the final feature map (a standard ReID trick)")
     group.add_argument("--image_shape", type=parse_image_shape, default=schema.DEFAULT_IMAGE_SHAPE,
@@ -79,6 +86,19 @@ def add_model_args(parser):
     group.add_argument("--fast_depthwise", type=str2bool, default=True,
                        help="swap depthwise convolutions for a numerically equivalent faster formulation on CPU")
     return group
+
+
+def check_head_args(parser, args):
+    """``parser.error`` for head flags that contradict each other or the loss flags, before any work is done."""
+    error = head_flag_error(args.head, args.num_parts, args.embedding_size, args.pooling, args.last_stride,
+                            args.bnneck)
+    if not error and args.head != "global" and getattr(args, "teacher_model", None):
+        error = "--teacher_model (distillation) is implemented for --head global only"
+    if not error and args.head == "pcb" and getattr(args, "triplet_weight", 0) > 0:
+        error = ("--triplet_weight: --head pcb trains its stripes with classifiers only (a stripe can be pure "
+                 "background; its distances carry no identity); use --head mgn for a triplet on global features")
+    if error:
+        parser.error(error)
 
 
 def add_train_args(parser, pair):

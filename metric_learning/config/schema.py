@@ -1,9 +1,11 @@
 """``config.json``, the record in every checkpoint of how to rebuild its network: written and read here only.
 
-    {"model": {"model": "MobileNetV2", "embedding_size": 0, "pooling": "avg", "last_stride": 1, "bnneck": true},
+    {"model": {"model": "MobileNetV2", "embedding_size": 0, "pooling": "avg", "last_stride": 1, "bnneck": true,
+               "head": "global", "num_parts": 6},
      "image_shape": [3, 256, 128], "loss_name": "softmax", "argv": [...the training command's flags...]}
 
-A converted model (``converted_from``: the source file) has empty ``argv``. ``model`` holds the keyword arguments
+A converted model (``converted_from``: the source file) has empty ``argv``; a config written before the part heads
+has no ``head`` / ``num_parts`` and rebuilds the global head. ``model`` holds the keyword arguments
 of :func:`metric_learning.models.reid_net.build_model`; eval, export and fine-tuning rebuild the network from it,
 never from flags repeated by hand.
 """
@@ -19,7 +21,8 @@ DEFAULT_IMAGE_SHAPE = (3, 256, 128)
 def training_config(args):
     """The config of a training run, from its parsed flags."""
     return {"model": {"model": args.model, "embedding_size": args.embedding_size, "pooling": args.pooling,
-                      "last_stride": args.last_stride, "bnneck": args.bnneck},
+                      "last_stride": args.last_stride, "bnneck": args.bnneck, "head": args.head,
+                      "num_parts": args.num_parts},
             "image_shape": list(args.image_shape),
             "loss_name": args.loss_name,
             "argv": sys.argv[1:]}

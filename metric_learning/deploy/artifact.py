@@ -2,7 +2,8 @@
 
 An export is ``<prefix>.json`` (the PIR program) + ``<prefix>.pdiparams``, optionally ``<prefix>.onnx``, and
 ``<prefix>.reid.json``: what a consumer needs instead of guessing the preprocessing (input name, C x H x W,
-channel order, pixel scale, mean / std, feature dimension, whether outputs are L2-normalised).
+channel order, pixel scale, mean / std, feature dimension, whether outputs are L2-normalised, whether the model
+averages each image with its mirror).
 """
 import json
 import os
@@ -14,8 +15,12 @@ CONFIG_KEYS = ("input_name", "input_shape", "channel_order", "pixel_scale", "mea
                "l2_normalized")
 
 
-def write_config(prefix, input_name, image_shape, feature_dim, normalize, extra_config=None):
-    """Write ``<prefix>.reid.json`` for the model just saved at ``prefix``; return the config dict."""
+def write_config(prefix, input_name, image_shape, feature_dim, normalize, extra_config=None, flip=False):
+    """Write ``<prefix>.reid.json`` for the model just saved at ``prefix``; return the config dict.
+
+    ``flip``: the model averages each image's embedding with its mirror's itself (``export_model.py --flip
+    True``); a consumer that flips too only doubles the work. Configs written before it have no ``flip``: False.
+    """
     config = {
         "model_file": os.path.basename(prefix) + ".json",
         "params_file": os.path.basename(prefix) + ".pdiparams",
@@ -25,6 +30,7 @@ def write_config(prefix, input_name, image_shape, feature_dim, normalize, extra_
         "layout": "NCHW",
         "feature_dim": int(feature_dim),
         "l2_normalized": bool(normalize),
+        "flip": bool(flip),
     }
     config.update(extra_config or {})
     return save_config(prefix, config)

@@ -31,15 +31,27 @@ INPUT_NAMES = {
 
 
 class EmbeddingModel(paddle.nn.Layer):
-    """The network as deployed: image batch in, (optionally L2-normalised) embedding out."""
+    """The network as deployed: image batch in, (optionally L2-normalised) embedding out.
 
-    def __init__(self, net, normalize):
+    ``flip``: the embedding is the mean of the image's and its horizontal mirror's, taken before the
+    normalisation, as ``eval.py --flip True`` computes it (``evaluator.extract_features``). Both halves run as
+    one batch of 2N images, so a consumer pays one call of the network, of twice the batch.
+    """
+
+    def __init__(self, net, normalize, flip=False):
         super().__init__()
         self.net = net
         self.normalize = normalize
+        self.flip = flip
 
     def embed(self, images):
-        embedding = self.net(images)
+        if self.flip:
+            both = self.net(paddle.concat([images, paddle.flip(images, axis=[3])], axis=0))
+            # [2N, D] -> [2, N, D] -> mean: a split would export with a size of -1 for the dynamic batch,
+            # which ONNX Runtime refuses
+            embedding = both.reshape([2, -1, both.shape[1]]).mean(axis=0)
+        else:
+            embedding = self.net(images)
         if self.normalize:
             embedding = paddle.nn.functional.normalize(embedding, p=2, axis=1)
         return embedding
@@ -66,21 +78,23 @@ class _InputCrops(EmbeddingModel):
 _MODEL_BY_INPUT_NAME = {"x": _InputX, "image": _InputImage, "crops": _InputCrops}
 
 
-def export_inference_model(net, prefix, image_shape, input_name="x", normalize=True, extra_config=None):
+def export_inference_model(net, prefix, image_shape, input_name="x", normalize=True, extra_config=None, flip=False):
     """Write ``prefix.json``, ``prefix.pdiparams`` and ``prefix.reid.json``; return the config dict.
 
-    ``image_shape`` is (C, H, W); the batch dimension stays dynamic.
+    ``image_shape`` is (C, H, W); the batch dimension stays dynamic. ``flip``: the graph averages each image's
+    embedding with its mirror's (see :class:`EmbeddingModel`), recorded as ``"flip": true`` in the config.
     """
     if input_name not in _MODEL_BY_INPUT_NAME:
         raise ValueError("--input_name must be one of %s; got %r" % (", ".join(INPUT_NAMES), input_name))
     channels, height, width = image_shape
     net.eval()
-    model = _MODEL_BY_INPUT_NAME[input_name](net, normalize)
+    model = _MODEL_BY_INPUT_NAME[input_name](net, normalize, flip)
     model.eval()
     out_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(out_dir, exist_ok=True)
     paddle.jit.save(model, prefix, input_spec=[InputSpec([None, channels, height, width], "float32", name=input_name)])
-    return artifact.write_config(prefix, input_name, image_shape, net.embedding_dim, normalize, extra_config)
+    return artifact.write_config(prefix, input_name, image_shape, net.embedding_dim, normalize, extra_config,
+                                 flip=flip)
 
 
 def export_onnx(prefix, opset_version=ONNX_OPSET):

@@ -26,6 +26,7 @@ from metric_learning.errors import ConfigError
 from metric_learning.evaluation import evaluator
 from metric_learning.models import fastpath, weights
 from metric_learning.models.backbones import freeze_stages
+from metric_learning.models.heads import check_input_height
 from metric_learning.models.reid_net import build_model
 from metric_learning.runtime import select_device
 
@@ -164,6 +165,9 @@ def build_trainer(args, build_criterion, log=print):
         rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume_from=args.checkpoint,
                                overwrite=args.overwrite)
     paddle.seed(args.seed + rank)
+    net = build_model(model=args.model, embedding_size=args.embedding_size, pooling=args.pooling,
+                      last_stride=args.last_stride, bnneck=args.bnneck, head=args.head, num_parts=args.num_parts)
+    check_input_height(net, args.image_shape)   # before the images are decoded
     spec = check_data_images(resolve_data(args, log), args.on_bad_image, log)
     log("data: " + spec.description)
     num_classes = check_class_dim(args.class_dim, spec.num_classes, spec.description.split(" (")[0].split(":")[0])
@@ -172,8 +176,6 @@ def build_trainer(args, build_criterion, log=print):
     dataset = datasets.ImageDataset(spec.train_paths, spec.train_labels, transform, cache=args.cache_images,
                                     on_bad_image=args.on_bad_image)
 
-    net = build_model(model=args.model, embedding_size=args.embedding_size, pooling=args.pooling,
-                      last_stride=args.last_stride, bnneck=args.bnneck)
     if args.pretrained_model and not args.checkpoint:
         weights.load_weights(net, pretrained_weights_file(args.pretrained_model))
     if args.freeze_stages:
@@ -183,7 +185,7 @@ def build_trainer(args, build_criterion, log=print):
         log("fast CPU path: %s (--fast_depthwise False keeps Paddle's kernels)" % (fastpath.accelerate(net),))
         if fastpath.keep_freed_memory():
             log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
-    criterion = build_criterion(args, net.embedding_dim, num_classes)
+    criterion = build_criterion(args, net, num_classes)
     teacher = None
     if args.teacher_model:
         if args.cache_frozen:

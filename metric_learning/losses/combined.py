@@ -10,7 +10,8 @@ Classification losses (:mod:`metric_learning.losses.classification`) own their c
 pair losses (:mod:`metric_learning.losses.pair`) work on P x K batches; distillation
 (:mod:`metric_learning.losses.distillation`) compares the student's rankings with a teacher's.
 :func:`build_loss` makes any of them by name and :class:`CombinedLoss` is the criterion the trainer
-calls with the network's ``(feat_before_bn, feat_after_bn, labels)``.
+calls with the network's ``(feat_before_bn, feat_after_bn, labels)``; :class:`PartsLoss` is that of a part-based head
+(:mod:`metric_learning.models.heads`), called with its ``(pair_features, classifier_features, labels)`` dicts.
 """
 import inspect
 
@@ -104,6 +105,62 @@ class CombinedLoss(nn.Layer):
         out["loss"] = paddle.add_n(weighted)
         if len(parts) > 1:
             out.update({name + "_loss": value for name, value in parts.items()})
+        return out
+
+
+class PartsLoss(nn.Layer):
+    """The criterion of a part-based head (PCB, MGN): one classification loss per classifier feature, and the
+    pair loss on each pair feature (MGN's three global features, never the stripes: a stripe can be pure
+    background, and its distances carry no identity).
+
+    Called with the network's ``(pair_features, classifier_features, labels)``, two dicts ``{name: [N, D]}``
+    (:meth:`metric_learning.models.heads.MGNNet.forward_features`)::
+
+        loss = mean_f classification_f + metric_weight * mean_g metric_g
+
+    Means, not sums: the loss and its gradients keep the scale of the global head's one classifier and one
+    triplet, so ``--lr`` and ``--triplet_weight`` carry over between heads (the PCB paper sums its stripes'
+    losses, which for SGD is the same as a learning rate ``num_parts`` times larger).
+    Returns ``{"loss", "logits", "acc"}`` and ``"<loss>_<feature>_loss"`` for every term (``softmax_p2_part1_loss``,
+    ``triplet_global_loss`` ...); ``logits`` are the sum of the classifiers' logits, the prediction of the
+    ensemble of classifiers, and ``acc`` its top-1 accuracy on the batch.
+    """
+
+    def __init__(self, classifications, metric=None, metric_weight=1.0):
+        super().__init__()
+        if not classifications:
+            raise ValueError("PartsLoss needs a classification loss for every classifier feature")
+        if metric is not None and metric_weight <= 0:
+            raise ValueError("the pair-loss weight must be > 0, got %r" % metric_weight)
+        self.classifications = nn.LayerDict(classifications)
+        self.metric = metric
+        self.metric_weight = float(metric_weight)
+
+    def forward(self, pair_features, classifier_features, labels, teacher_features=None):
+        if teacher_features is not None:
+            raise ValueError("distillation (--teacher_model) is implemented for --head global only")
+        if list(classifier_features) != list(self.classifications):
+            raise ValueError("the network's classifier features %s are not the criterion's %s"
+                             % (list(classifier_features), list(self.classifications)))
+        out, classification_terms, metric_terms, logits = {}, [], [], []
+        for name, features in classifier_features.items():
+            result = self.classifications[name](features, labels)
+            out["%s_%s_loss" % (_loss_name(self.classifications[name]), name)] = result["loss"]
+            classification_terms.append(result["loss"])
+            logits.append(result["logits"])
+        loss = paddle.add_n(classification_terms) / len(classification_terms)
+        if self.metric is not None:
+            if not pair_features:
+                raise ValueError("the criterion has a pair loss but the network gives no pair features (PCB "
+                                 "trains its stripes with classifiers only; --triplet_weight 0)")
+            for name, features in pair_features.items():
+                term = self.metric(features, labels)["loss"]
+                out["%s_%s_loss" % (_loss_name(self.metric), name)] = term
+                metric_terms.append(term)
+            loss = loss + self.metric_weight * paddle.add_n(metric_terms) / len(metric_terms)
+        out["loss"] = loss
+        out["logits"] = paddle.add_n(logits)
+        out["acc"] = (out["logits"].argmax(axis=1) == labels.reshape([-1])).astype("float32").mean()
         return out
 
 

@@ -282,7 +282,8 @@ class Backbone(nn.Layer):
         kept = set(self.state_dict())   # the head's parameters are not part of the backbone
         self.legacy_param_names = {key: legacy for key, legacy in spec.legacy_names(net).items() if key in kept}
 
-    def forward(self, x):
+    def forward(self, x, stop=None):
+        """The trunk's map of ``x``; ``stop``: run only the first ``stop`` units (MGN's shared part)."""
         frozen = self.num_frozen_units
         if frozen and not (self.training and self.frozen_outputs_cached):
             # Frozen units run as at inference: no autograd graph is recorded (the saving
@@ -294,7 +295,7 @@ class Backbone(nn.Layer):
                 for unit in self.trunk_units[:frozen]:
                     x = unit(x)
         # (otherwise x already is the frozen units' output: training from metric_learning.engine.frozen_cache)
-        for unit in self.trunk_units[frozen:]:
+        for unit in self.trunk_units[frozen:stop]:
             x = unit(x)
         return x
 

@@ -16,13 +16,15 @@ The BN bias is frozen because a bias shifts every embedding alike; with a
 classifier on top it only moves the decision boundaries off the origin, which hurts
 the angular (cosine) geometry the retrieval uses. There is no dropout in the head:
 the retrieval feature must be deterministic, and the ReID baselines train without it.
-Classifier weights live in the classification losses, not here.
+Classifier weights live in the classification losses, not here. The part-based heads (PCB, MGN) are
+:mod:`metric_learning.models.heads`; :func:`build_model` builds either.
 """
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from metric_learning.models.backbones import build_backbone
+from metric_learning.models.heads import DEFAULT_NUM_PARTS, MGNNet, PCBNet, head_flag_error
 
 
 class GlobalAvgPooling(nn.Layer):
@@ -119,13 +121,22 @@ class ReIDNet(nn.Layer):
         return self.forward_features(x)[1]
 
 
-MODEL_ARGS = ("model", "embedding_size", "pooling", "last_stride", "pretrained_model", "gem_p", "bnneck")
+MODEL_ARGS = ("model", "embedding_size", "pooling", "last_stride", "pretrained_model", "gem_p", "bnneck", "head",
+              "num_parts")
 
 
 def build_model(model="ResNet50_vd", embedding_size=0, pooling="avg", last_stride=1, pretrained_model=None,
-                gem_p=3.0, bnneck=True):
-    """``ReIDNet`` from keyword arguments named like the command-line flags
-    (``--model --embedding_size --pooling --last_stride --pretrained_model --gem_p --bnneck``)."""
+                gem_p=3.0, bnneck=True, head="global", num_parts=DEFAULT_NUM_PARTS):
+    """The network from keyword arguments named like the command-line flags (``--model --embedding_size
+    --pooling --last_stride --pretrained_model --gem_p --bnneck --head --num_parts``): a ``ReIDNet`` for
+    ``head="global"``, else the part head of :mod:`metric_learning.models.heads`."""
+    error = head_flag_error(head, num_parts, embedding_size, pooling, last_stride, bnneck)
+    if error:
+        raise ValueError(error)
+    if head == "pcb":
+        return PCBNet(model, num_parts=num_parts, pretrained=pretrained_model)
+    if head == "mgn":
+        return MGNNet(model, pretrained=pretrained_model)
     return ReIDNet(model, embedding_size=embedding_size, pooling=pooling, last_stride=last_stride,
                    pretrained=pretrained_model, gem_p=gem_p, bnneck=bnneck)
 

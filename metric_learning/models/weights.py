@@ -14,7 +14,8 @@ key (``backbone.blocks.0.conv0.conv.weight``), the key relative to a backbone
 (PaddleClas files), that relative key with a ``backbone.`` prefix (a ReIDNet
 checkpoint loaded into a bare backbone), or the Paddle 1.x name of that tensor
 (``backbone.legacy_param_names``, see ``metric_learning.models.backbones``) -- and shapes
-agree. Everything else is reported, never silently dropped: ``LoadReport``.
+agree. A tensor of a layer's deep copy (``weight_copy_sources``, MGN's part branches) the file does not hold
+takes its original's. Everything else is reported, never silently dropped: ``LoadReport``.
 """
 import os
 import struct
@@ -208,6 +209,16 @@ def _names_in_files(model):
     return aliases
 
 
+def _copy_sources(model):
+    """``{model key: model key of the tensor it is a copy of}`` from the layers' ``weight_copy_sources``."""
+    sources = {}
+    for prefix, layer in model.named_sublayers(include_self=True):
+        for copy_key, source_key in (getattr(layer, "weight_copy_sources", None) or {}).items():
+            sources[prefix + "." + copy_key if prefix else copy_key] = (
+                prefix + "." + source_key if prefix else source_key)
+    return sources
+
+
 def match_state(model, file_state, source="<state>"):
     """Pair file tensors with model tensors. Returns ``(LoadReport, {model key: array})``."""
     model_state = model.state_dict()
@@ -228,6 +239,12 @@ def match_state(model, file_state, source="<state>"):
             continue
         chosen[key] = array
         report.loaded.append(key)
+    # a deep copy of a layer (MGN's part branches) starts from its original's tensor when the file has none of
+    # its own: ImageNet weights hold one last stage, which every branch's copy starts from
+    for copy_key, source_key in _copy_sources(model).items():
+        if copy_key not in chosen and chosen.get(source_key) is not None:
+            chosen[copy_key] = chosen[source_key]
+            report.loaded.append(copy_key)
     report.missing = [key for key in model_state if key not in chosen]
     return report, {key: array for key, array in chosen.items() if array is not None}
 
