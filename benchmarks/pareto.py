@@ -118,12 +118,14 @@ def plot(points, path, batch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for point in points:
+    figure, axes = plt.subplots(figsize=(10, 5))
+    # points are numbered and named in the legend: names written beside the points overlap where models crowd
+    for number, point in enumerate(points, 1):
         style = dict(marker="*", s=160, color="tab:red") if point["peer"] else dict(marker="o", s=50, color="tab:blue")
-        axes.scatter(point["speed"], point["mAP"], **style)
-        axes.annotate(point["label"], (point["speed"], point["mAP"]), textcoords="offset points", xytext=(6, 4),
+        axes.scatter(point["speed"], point["mAP"], label="%d  %s" % (number, point["label"]), **style)
+        axes.annotate(str(number), (point["speed"], point["mAP"]), textcoords="offset points", xytext=(5, 3),
                       fontsize=8)
+    axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False, handletextpad=0.3)
     axes.set_xscale("log")
     axes.set_xlabel("crops/s at batch %d (log scale)" % batch)
     axes.set_ylabel("Market-1501 mAP (%)")
