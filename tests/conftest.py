@@ -52,3 +52,21 @@ def synthetic_root(tmp_path_factory):
 
     root = str(tmp_path_factory.mktemp("synthetic") / "synthetic")
     return build.ensure_synthetic(root, log=lambda *_: None)
+
+
+def export_untrained_onnx(directory, model, image_shape, **build_kwargs):
+    """``<directory>/reid.onnx`` (+ the Paddle export and .reid.json) of an untrained ``model`` built with
+    ``paddle.seed(0)``: a real export for plumbing tests, not for accuracy. Skips without paddle2onnx/onnxruntime."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    import paddle
+
+    from metric_learning.deploy import export
+    from metric_learning.models.reid_net import build_model
+
+    paddle.seed(0)
+    net = build_model(model, **build_kwargs)
+    net.eval()
+    prefix = os.path.join(str(directory), "reid")
+    export.export_inference_model(net, prefix, image_shape)
+    return export.export_onnx(prefix)

@@ -6,28 +6,19 @@ import os
 import numpy as np
 import pytest
 
-from metric_learning.deploy import artifact, export, quantize
+from metric_learning.deploy import artifact, quantize
 from metric_learning.deploy.embedders import load_embedder
+from conftest import export_untrained_onnx
 
 IMAGE_SHAPE = (3, 64, 32)
 
 
 @pytest.fixture(scope="module")
 def onnx_prefix(tmp_path_factory):
-    pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime.quantization")
     pytest.importorskip("onnx")
-    import paddle
-
-    from metric_learning.models.reid_net import build_model
-
-    paddle.seed(0)
-    net = build_model("OSNet_x0_25", last_stride=2)
-    net.eval()
-    prefix = str(tmp_path_factory.mktemp("quantize") / "reid")
-    export.export_inference_model(net, prefix, IMAGE_SHAPE)
-    export.export_onnx(prefix)
-    return prefix
+    onnx_path = export_untrained_onnx(tmp_path_factory.mktemp("quantize"), "OSNet_x0_25", IMAGE_SHAPE, last_stride=2)
+    return onnx_path[: -len(".onnx")]
 
 
 def test_int8_model_is_quantised_checked_on_other_images_and_loads_like_any_export(onnx_prefix, synthetic_root):

@@ -106,12 +106,17 @@ def test_part_heads_own_every_parameter_under_its_own_name_and_drop_osnets_fc():
         assert not [key for key in net.state_dict() if key.startswith("backbone.fc.")]
 
 
-def test_the_triplet_term_reaches_the_three_global_features_and_never_a_stripe():
+def _mgn_losses(triplet_weight):
+    """An MGN net, its criterion and the loss terms on a batch of 3 identities x 2 images."""
     paddle.seed(0)
     net = build_model(BACKBONE, head="mgn")
-    criterion = train_elem.build_criterion(_criterion_args(triplet_weight=1.0), net, num_classes=3)
+    criterion = train_elem.build_criterion(_criterion_args(triplet_weight=triplet_weight), net, num_classes=3)
     labels = paddle.to_tensor(np.array([0, 0, 1, 1, 2, 2], "int64"))
-    out = criterion(*net.forward_features(_input(6)), labels)
+    return net, criterion, criterion(*net.forward_features(_input(6)), labels)
+
+
+def test_the_triplet_term_reaches_the_three_global_features_and_never_a_stripe():
+    net, criterion, out = _mgn_losses(triplet_weight=1.0)
     triplet_terms = sorted(k for k in out if k.startswith("triplet_"))
     assert triplet_terms == ["triplet_global_loss", "triplet_p2_global_loss", "triplet_p3_global_loss"]
     assert sorted(k for k in out if k.startswith("softmax_")) == sorted("softmax_%s_loss" % n for n in MGN_NAMES)
@@ -125,11 +130,7 @@ def test_the_triplet_term_reaches_the_three_global_features_and_never_a_stripe()
 
 
 def test_parts_loss_averages_its_terms():
-    paddle.seed(0)
-    net = build_model(BACKBONE, head="mgn")
-    criterion = train_elem.build_criterion(_criterion_args(triplet_weight=0.5), net, num_classes=3)
-    labels = paddle.to_tensor(np.array([0, 0, 1, 1, 2, 2], "int64"))
-    out = criterion(*net.forward_features(_input(6)), labels)
+    _, criterion, out = _mgn_losses(triplet_weight=0.5)
     softmax = np.mean([float(out["softmax_%s_loss" % n]) for n in MGN_NAMES])
     triplet = np.mean([float(out["triplet_%s_loss" % n]) for n in MGN_NAMES[:3]])
     assert float(out["loss"]) == pytest.approx(softmax + 0.5 * triplet, rel=1e-5)

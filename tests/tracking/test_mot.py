@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from metric_learning.tracking import deepsort, metrics as tracking_metrics, mot
+from conftest import export_untrained_onnx
 
 SEQINFO = "[Sequence]\nname=TINY\nimDir=img1\nframeRate=10\nseqLength=3\nimWidth=64\nimHeight=48\nimExt=.jpg\n"
 # frame, id, left, top, width, height, consider flag, class, visibility
@@ -101,19 +102,8 @@ def test_bad_seqinfo_detections_and_missing_frames_are_named(tmp_path):
 @pytest.fixture(scope="module")
 def untrained_onnx(tmp_path_factory):
     """An exported untrained MobileNetV3-small ReIDNet (64x32 input, 16-d) and its ONNX: plumbing, not accuracy."""
-    import paddle
-
-    from metric_learning.deploy import export
-    from metric_learning.models.reid_net import build_model
-
-    pytest.importorskip("paddle2onnx")
-    pytest.importorskip("onnxruntime")
-    paddle.seed(0)
-    net = build_model("MobileNetV3_small_x1_0", embedding_size=16)
-    net.eval()
-    prefix = str(tmp_path_factory.mktemp("mot_embedder") / "reid")
-    export.export_inference_model(net, prefix, (3, 64, 32))
-    return export.export_onnx(prefix)
+    return export_untrained_onnx(tmp_path_factory.mktemp("mot_embedder"), "MobileNetV3_small_x1_0", (3, 64, 32),
+                                 embedding_size=16)
 
 
 def test_deepsort_tracks_a_real_mot17_sequence_and_motmetrics_scores_it(mot17_mini_root, untrained_onnx, tmp_path):
