@@ -22,10 +22,8 @@ index and values. With ``on_degenerate="skip"`` it returns ``(embeddings, mask)`
 bool array [N], True where box i was embedded, and ``embeddings`` has one row per True entry, in box order,
 so ``embeddings[k]`` belongs to ``boxes[np.flatnonzero(mask)[k]]``.
 """
-import cv2
 import numpy as np
 
-from metric_learning.data import images
 from metric_learning.deploy import embedders
 from metric_learning.deploy.preprocess import BOX_FORMATS, Preprocessor, check_image, fit_boxes_to_aspect
 from metric_learning.evaluation import metrics
@@ -107,18 +105,3 @@ class Extractor:
         feats = np.concatenate([self.model(self.preprocess(crops[start:start + self.batch_size]))
                                 for start in range(0, len(crops), self.batch_size)]).astype(np.float32, copy=False)
         return metrics.l2_normalize(feats) if self.normalize else feats
-
-    def embed_files(self, paths, flip=False):
-        """float32 [N, D] embeddings of image files (whole images, as crops); ``flip`` averages each with its
-        mirror's. An unreadable file raises :class:`metric_learning.data.images.BadImageError` naming it;
-        every file is checked before the first is embedded, so a bad one fails fast with all the others."""
-        images.check_images(paths)
-        feats = []
-        for start in range(0, len(paths), self.batch_size):
-            crops = [images.read_image_bgr(p) for p in paths[start:start + self.batch_size]]
-            chunk = self.embed_crops(crops)
-            if flip:
-                chunk = (chunk + self.embed_crops([cv2.flip(crop, 1) for crop in crops])) / 2.0
-                chunk = metrics.l2_normalize(chunk) if self.normalize else chunk
-            feats.append(chunk)
-        return np.concatenate(feats) if feats else np.zeros((0, self.feature_dim), np.float32)
