@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 
+from metric_learning import plots
 from metric_learning.config import schema
 from metric_learning.config.flags import add_verbose_flag, checkpoint_path, parse_image_shape, str2bool
 from metric_learning.data import images, listfile, market
@@ -88,6 +89,10 @@ def build_parser():
     scoring.add_argument("--per_camera", type=str2bool, default=False,
                          help="True adds a breakdown by query camera")
     scoring.add_argument("--json", default=None, help="write the metrics (fractions in [0, 1]) to this JSON file")
+    scoring.add_argument("--plot", default=None, metavar="DIR",
+                         help="write DIR/cmc.png (the CMC curve, Rank-1 to Rank-%d) and DIR/per_camera.png (Rank-1 "
+                              "and mAP by query camera); computes those ranks and the per-camera breakdown, so "
+                              "--json and the table hold them too" % plots.CMC_MAX_RANK)
     return parser
 
 
@@ -112,8 +117,10 @@ def parse_args(argv=None):
             parser.error("give one dataset: --dataset_root (standard protocol) or --test_list (leave-one-out Recall@K)")
         if args.test_list and not args.image_root:
             parser.error("--test_list needs --image_root (the folder its paths are relative to)")
-    if args.test_list and (args.rerank or args.per_camera):
-        parser.error("--rerank and --per_camera apply to a query/gallery evaluation, not to --test_list")
+    if args.test_list and (args.rerank or args.per_camera or args.plot):
+        parser.error("--rerank, --per_camera and --plot apply to a query/gallery evaluation, not to --test_list")
+    if args.plot and os.path.isfile(args.plot):
+        parser.error("--plot takes a folder for cmc.png and per_camera.png; %s is a file" % args.plot)
     if args.save_features and not args.dataset_root:
         parser.error("--save_features needs --dataset_root")
     return args
@@ -136,9 +143,12 @@ def load_model(args):
 
 def scoring_options(args):
     # rank1/5/10 are always computed (and written to --json); --ranks chooses what the table shows
-    ranks = sorted(set(args.ranks) | set(metrics.DEFAULT_RANKS))
-    return dict(metric=args.metric, ranks=ranks, per_camera=args.per_camera, rerank=args.rerank, k1=args.k1,
-                k2=args.k2, lambda_value=args.lambda_value, max_memory_gb=args.max_memory_gb)
+    ranks = set(args.ranks) | set(metrics.DEFAULT_RANKS)
+    if args.plot:
+        ranks |= set(range(1, plots.CMC_MAX_RANK + 1))
+    return dict(metric=args.metric, ranks=sorted(ranks), per_camera=args.per_camera or bool(args.plot),
+                rerank=args.rerank, k1=args.k1, k2=args.k2, lambda_value=args.lambda_value,
+                max_memory_gb=args.max_memory_gb)
 
 
 def evaluate_model(args, log):
@@ -178,6 +188,10 @@ def main(argv=None):
         result["input"] = {"checkpoint": args.checkpoint, "inference_model": args.inference_model,
                            "dataset_root": args.dataset_root, "test_list": args.test_list, "flip": args.flip}
     print(report.format_recall(result, args.ranks) if args.test_list else report.format_ranking(result, args.ranks))
+    if args.plot:
+        for path in (plots.plot_cmc(result, os.path.join(args.plot, "cmc.png")),
+                     plots.plot_per_camera(result, os.path.join(args.plot, "per_camera.png"))):
+            log("wrote %s" % path)
     if args.json:
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

@@ -86,6 +86,26 @@ def test_features_cli_rerank_and_euclidean_match_the_library(feature_files):
     assert result["mAP"] != pytest.approx(plain["mAP"], abs=1e-6)
 
 
+def test_plot_writes_the_cmc_and_per_camera_charts_of_the_library_numbers(feature_files, tmp_path):
+    from metric_learning import eval as eval_cli, plots
+
+    directory, files = feature_files
+    (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
+    expected = metrics.evaluate_ranking((qf, gf), qp, gp, qc, gc, ranks=range(1, plots.CMC_MAX_RANK + 1),
+                                        per_camera=True)
+    charts = tmp_path / "charts"
+    result = eval_cli.main(feature_args(directory) + ["--plot", str(charts)])
+    ranks, cmc = plots.cmc_curve(result)
+    assert ranks.tolist() == list(range(1, plots.CMC_MAX_RANK + 1))
+    assert cmc.tolist() == [expected["rank%d" % k] for k in ranks]
+    assert cmc[0] < cmc[-1] == 1.0 and (np.diff(cmc) >= 0).all()    # 65 gallery images: Rank-50 finds everyone
+    assert result["per_camera"] == expected["per_camera"] and set(result["per_camera"]) == {"c1", "c2"}
+    assert sorted(os.listdir(charts)) == ["cmc.png", "per_camera.png"]
+    for name in ("cmc.png", "per_camera.png"):
+        with Image.open(charts / name) as image:
+            assert image.size[1] == 4 * plots.FIGURE_DPI
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--max_memory_gb", "0.00001", "--rerank", "True"], "over the 0.0 GB budget"),
     (["--name_pattern", "duke"], "query.txt line 1: file name '0001_c1s1"),
@@ -105,17 +125,22 @@ def test_features_rows_must_match_the_names(feature_files):
         evaluator.load_feature_set(str(directory / "gallery.npy"), str(directory / "gallery.txt"))
 
 
-def test_cli_flag_combinations(feature_files):
+def test_cli_flag_combinations(feature_files, capsys):
     from metric_learning import eval as eval_cli
 
     directory, _ = feature_files
     for argv, message in ((feature_args(directory)[:4], "missing --query_list --gallery_list"),
-                          (["--checkpoint", "x"], "give one dataset"),
+                          (["--inference_model", "x"], "give one dataset"),
                           (["--dataset_root", "x"], "give one model"),
-                          (["--checkpoint", "x", "--test_list", "t.txt"], "needs --image_root"),
-                          (feature_args(directory) + ["--checkpoint", "x"], "not both")):
+                          (["--inference_model", "x", "--test_list", "t.txt"], "needs --image_root"),
+                          (["--inference_model", "x", "--test_list", "t.txt", "--image_root", ".", "--plot", "p"],
+                           "--plot apply to a query/gallery evaluation"),
+                          (feature_args(directory) + ["--plot", str(directory / "query.npy")],
+                           "--plot takes a folder"),
+                          (feature_args(directory) + ["--inference_model", "x"], "not both")):
         with pytest.raises(SystemExit):
             eval_cli.parse_args(argv)
+        assert message in capsys.readouterr().err, argv
 
 
 # ---- models on images -------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ Rules (issue 16: reruns silently overwrote checkpoints and interleaved two runs 
   same directory is refused, whatever its flags.
 - Resuming keeps the log's records up to the resumed iteration and drops the later ones (they belong to
   the part of the run that the checkpoint does not hold), then marks where the run resumed.
+- The log holds one JSON object a line: training progress (``iter``, ``lr``, ``images_per_s``, the loss terms,
+  ...), evaluations (``{"iter": i, "eval": {...}}``) and events (``{"event": "resumed", "iter": i}``);
+  :func:`read_log` reads it back and :func:`log_scalars` names the numbers of a record, for the plots
+  (:mod:`metric_learning.plots`) and the VisualDL mirror (:mod:`metric_learning.engine.dashboard`).
 - A run that fails leaves either no directory (nothing was saved yet) or its checkpoints plus a ``FAILED``
   file giving the reason and the command-line flag to resume. Leftover temporary checkpoint directories
   of a process killed mid-save are removed when the next run takes the directory.
@@ -30,6 +34,47 @@ _STALE = re.compile(r"^\..+\.(tmp|old)-")
 
 class RunDirError(ValueError):
     """The run directory cannot be used as asked; the message says why and which flag to use."""
+
+
+def _log_records(lines):
+    """``(line, record)`` of each parsable line; a line cut short by a crash is skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield line, record
+
+
+def read_log(run_dir):
+    """The records of ``run_dir``'s ``train_log.jsonl`` (``run_dir`` may also be the log file itself).
+
+    Raises FileNotFoundError naming the missing folder or file, ValueError naming a log without records.
+    """
+    if not os.path.exists(run_dir):
+        raise FileNotFoundError("run directory %s does not exist" % run_dir)
+    path = run_dir if os.path.isfile(run_dir) else os.path.join(run_dir, LOG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError("%s has no %s (is it a training run's <model_save_dir>/<model> folder?)"
+                                % (run_dir, LOG_FILE))
+    with open(path, encoding="utf-8") as f:
+        records = [record for _, record in _log_records(f)]
+    if not records:
+        raise ValueError("%s holds no records (the run logged nothing yet, or the file is not a training log)"
+                         % path)
+    return records
+
+
+def log_scalars(record):
+    """``{tag: value}`` of the numbers a log record holds: ``train/<key>`` for a progress record (its
+    iteration excepted), ``eval/<key>`` for an evaluation (image counts, ``num_*``, excepted); events have none."""
+    if "event" in record:
+        return {}
+    group, items = ("eval", record["eval"]) if "eval" in record else ("train", record)
+    return {"%s/%s" % (group, key): float(value) for key, value in items.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "iter"
+            and not key.startswith("num_")}
 
 
 def checkpoints_in(run_dir):
@@ -160,13 +205,8 @@ class RunDir:
         kept = []
         if os.path.isfile(self.log_path):
             with open(self.log_path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue   # a line cut by a crash
-                    if record.get("iter", 0) <= iteration:
-                        kept.append(line if line.endswith("\n") else line + "\n")
+                kept = [line if line.endswith("\n") else line + "\n" for line, record in _log_records(f)
+                        if record.get("iter", 0) <= iteration]
         kept.append(json.dumps({"event": "resumed", "iter": iteration}) + "\n")
         tmp = self.log_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
