@@ -151,6 +151,10 @@ def add_train_args(parser, pair):
                        help="resume exactly from a checkpoint directory (weights, optimiser, LR schedule, "
                             "iteration, sampler)")
     group.add_argument("--seed", type=int, default=0, help="seed for initialisation, sampling and augmentation")
+    group.add_argument("--use_visualdl", type=str2bool, default=False,
+                       help="True also writes the scalars of train_log.jsonl to <model_save_dir>/<model>/visualdl "
+                            "for PaddlePaddle's VisualDL dashboard (needs `pip install visualdl`, not in "
+                            "requirements.txt)")
     group.add_argument("--samples_each_class", type=int, default=4 if pair else 0,
                        help="K images per identity in each batch (P x K sampler); 0 samples images uniformly")
     group.add_argument("--margin", type=float, default=0.1 if pair else 0.3,

@@ -16,7 +16,7 @@ import paddle.distributed as dist
 from metric_learning.config import schema
 from metric_learning.data import datasets, images, listfile, market, samplers, synthetic, transforms
 from metric_learning.deploy.embedders import format_shape
-from metric_learning.engine import rundir
+from metric_learning.engine import dashboard, rundir
 from metric_learning.engine.frozen_cache import FrozenOutputCache
 from metric_learning.engine.pretrained import load_pretrained_criterion, pretrained_weights_file
 from metric_learning.engine.solver import build_optimizer, build_scheduler
@@ -159,6 +159,8 @@ def run_training(args, build_criterion, log=print):
 
 def build_trainer(args, build_criterion, log=print):
     """Data, model, loss, sampler, optimiser and schedule from ``args``, wired into a ``Trainer``."""
+    if args.use_visualdl:
+        dashboard.require_visualdl()
     select_device(args.use_gpu)
     rank, world_size = distributed_context()
     if rank == 0:   # the one process that writes the run directory (see Trainer.save)
@@ -228,4 +230,5 @@ def build_trainer(args, build_criterion, log=print):
     stream = BatchStream(dataset, transform, sampler, run.seed, threads=run.loader_threads,
                          prefetch=run.prefetch_batches)
     return Trainer(net, criterion, optimizer, scheduler, stream, run, evaluate_fn=build_evaluator(args, spec, log),
-                   log=log, teacher=teacher)
+                   log=log, teacher=teacher,
+                   mirror=dashboard.VisualDLMirror(run.run_dir) if args.use_visualdl else None)

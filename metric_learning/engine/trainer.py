@@ -18,6 +18,7 @@ come from a sampler whose position is checkpointed. A resumed run therefore sees
 the very same pixels as an uninterrupted one, whatever the number of loader
 threads, without having to serialise any RNG.
 """
+import contextlib
 import json
 import math
 import os
@@ -156,8 +157,10 @@ class BatchStream:
 
 class Trainer:
     def __init__(self, net, criterion, optimizer, scheduler, stream, config, evaluate_fn=None, log=print,
-                 teacher=None):
-        """``teacher``: for distillation, a callable that embeds a batch (NCHW float32 array -> [N, D] array)."""
+                 teacher=None, mirror=None):
+        """``teacher``: for distillation, a callable that embeds a batch (NCHW float32 array -> [N, D] array).
+        ``mirror``: also given every log record, ``mirror.write(record)``, inside ``with mirror:`` while training
+        (:class:`metric_learning.engine.dashboard.VisualDLMirror`)."""
         self.net = net
         self.criterion = criterion
         self.optimizer = optimizer
@@ -167,6 +170,7 @@ class Trainer:
         self.evaluate_fn = evaluate_fn
         self.log = log
         self.teacher = teacher
+        self.mirror = mirror
         self.iteration = 0
         self.last_checkpoint = None
         self.resumed_from = None   # the iteration of the checkpoint this run continues, if any
@@ -216,7 +220,8 @@ class Trainer:
         stop = {"signum": None}
         handlers = self._install_stop_handlers(stop)
         try:
-            with run_dir.open_log() if self.is_main else open(os.devnull, "w") as log_file:
+            with run_dir.open_log() if self.is_main else open(os.devnull, "w") as log_file, \
+                    self.mirror or contextlib.nullcontext():
                 metrics = self._loop(log_file, stop)
         except BaseException as error:
             if self.is_main:
@@ -324,9 +329,7 @@ class Trainer:
             metrics = self.evaluate_fn(self.net)
         finally:
             self.step_layer.train()
-        record = {"iter": self.iteration, "eval": metrics}
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
+        self._write_record({"iter": self.iteration, "eval": metrics}, log_file)
         self.log("iter %d eval: %s" % (self.iteration, "  ".join(
             "%s %.4f" % (k, v) if isinstance(v, float) else "%s %s" % (k, v) for k, v in metrics.items())))
         return metrics
@@ -334,8 +337,7 @@ class Trainer:
     def _report(self, record, log_file):
         if not self.is_main:
             return
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
+        self._write_record(record, log_file)
         parts = ["iter %d/%d" % (record["iter"], self.config.total_iter_num)]
         parts += ["%s %.4f" % (k, v) for k, v in record.items()
                   if k not in ("iter", "lr", "images_per_s", "data_wait", "eta_s")]
@@ -343,3 +345,9 @@ class Trainer:
                   "data wait %.1f%%" % (100 * record["data_wait"]),
                   "ETA %s" % time.strftime("%H:%M:%S", time.gmtime(record["eta_s"]))]
         self.log("  ".join(parts))
+
+    def _write_record(self, record, log_file):
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        if self.mirror:
+            self.mirror.write(record)
