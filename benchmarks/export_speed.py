@@ -109,6 +109,7 @@ def main(argv=None):
     import paddle
 
     from metric_learning.evaluation import metrics
+    from metric_learning.progress import Progress
 
     paddle.set_device("cpu")
     with tempfile.TemporaryDirectory() as directory:
@@ -126,16 +127,25 @@ def main(argv=None):
                  + " | max abs diff vs eager |"
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
-        for name, (height, width), runtimes in cells:
-            for batch_size in args.batches:
-                batch = np.random.default_rng(0).normal(size=(batch_size, 3, height, width)).astype("float32")
-                # the first runtime of a cell is its eager reference (Paddle for ours, PyTorch for the peer)
-                reference, *exported = [metrics.l2_normalize(embed(batch)) for embed in runtimes.values()]
-                diff = max(float(np.abs(features - reference).max()) for features in exported)
-                speeds = ["%.1f" % crops_per_second(runtimes[r], batch, args.min_seconds, args.min_batches)
-                          if r in runtimes else "-" for r in RUNTIMES]
-                print("| %s | %dx%d | %d | %s | %.1e |" % (name, height, width, batch_size, " | ".join(speeds), diff),
-                      flush=True)
+        # a bar on a terminal (the table rows print above it); plain table rows when redirected
+        with Progress(len(args.batches) * sum(len(runtimes) for _, _, runtimes in cells), "timed",
+                      unit="runs") as progress:
+            for name, (height, width), runtimes in cells:
+                for batch_size in args.batches:
+                    batch = np.random.default_rng(0).normal(size=(batch_size, 3, height, width)).astype("float32")
+                    # the first runtime of a cell is its eager reference (Paddle for ours, PyTorch for the peer)
+                    reference, *exported = [metrics.l2_normalize(embed(batch)) for embed in runtimes.values()]
+                    diff = max(float(np.abs(features - reference).max()) for features in exported)
+                    speeds = []
+                    for runtime in RUNTIMES:
+                        if runtime not in runtimes:
+                            speeds.append("-")
+                            continue
+                        speeds.append("%.1f" % crops_per_second(runtimes[runtime], batch, args.min_seconds,
+                                                                args.min_batches))
+                        progress.update()
+                    progress.write("| %s | %dx%d | %d | %s | %.1e |"
+                                   % (name, height, width, batch_size, " | ".join(speeds), diff))
     print("load average after: %.1f" % os.getloadavg()[0])
     return 0
 

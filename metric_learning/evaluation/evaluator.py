@@ -19,6 +19,7 @@ import numpy as np
 from metric_learning.data import market, transforms
 from metric_learning.evaluation import metrics
 from metric_learning.evaluation import rerank as reranking
+from metric_learning.progress import Progress
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -60,7 +61,8 @@ def extract_features(embed, paths, image_shape, batch_size=DEFAULT_BATCH_SIZE, f
     """float32 ``[len(paths), D]`` embeddings of the image files ``paths``, in order.
 
     ``embed``: an embedder (see the module docstring) or a ``paddle.nn.Layer``. ``flip`` averages each
-    embedding with that of the mirrored image. ``log(message)`` gets a progress line every ~10%.
+    embedding with that of the mirrored image. Progress: a bar on a terminal or in a notebook, else
+    ``log(message)`` gets a line every ~10% (:class:`metric_learning.progress.Progress`).
     """
     from metric_learning.data.datasets import ImageDataset  # imports Paddle; see LayerEmbedder
 
@@ -71,15 +73,14 @@ def extract_features(embed, paths, image_shape, batch_size=DEFAULT_BATCH_SIZE, f
     if int(batch_size) < 1:
         raise ValueError("--test_batch_size must be positive, got %r" % batch_size)
     dataset = ImageDataset(paths, np.zeros(len(paths), np.int64), transform or eval_transform(image_shape))
-    feats, done, report_every = [], 0, max(1, len(dataset) // 10)
-    for batch in _prefetched_batches(dataset, int(batch_size)):
-        out = _embedding(embed, batch)
-        if flip:
-            out = (out + _embedding(embed, batch[:, :, :, ::-1])) / 2.0
-        feats.append(out)
-        if log and (done + len(batch)) // report_every > done // report_every:
-            log("  embedded %d / %d images" % (done + len(batch), len(dataset)))
-        done += len(batch)
+    feats = []
+    with Progress(len(dataset), "embedded", unit="images", log=log) as progress:
+        for batch in _prefetched_batches(dataset, int(batch_size)):
+            out = _embedding(embed, batch)
+            if flip:
+                out = (out + _embedding(embed, batch[:, :, :, ::-1])) / 2.0
+            feats.append(out)
+            progress.update(len(batch))
     return np.concatenate(feats)
 
 
