@@ -58,6 +58,7 @@ from metric_learning.tracking import deepsort, metrics as tracking_metrics, mot,
 DEFAULT_ROOT = os.environ.get("MARKET1501_ROOT") or os.path.join(ROOT, "..", "shared", "datasets",
                                                                   "Market-1501-v15.09.15")
 DEFAULT_IMAGENET = os.path.join(ROOT, "pretrained_model", "MobileNetV2_deepsort_imagenet.pdparams")
+VIDEO_FPS = 25   # the generated video's GIFs play at this rate
 EMBEDDER_ROWS = ("none", "constant", "histogram", "imagenet", "ours", "peer")
 
 
@@ -78,8 +79,12 @@ def parse_args(argv=None):
     mot_flags.add_argument("--min_score", type=float, default=None,
                            help="leave out public detections scoring below this (default: keep all)")
     mot_flags.add_argument("--output_dir", default=os.path.join("output", "mot"),
-                           help="results files, GIFs and scores.md go here, one folder per appearance model")
+                           help="results files, GIFs and scores.md go here, one folder per appearance model "
+                                "(the generated video: the --gif_frames GIFs)")
     mot_flags.add_argument("--gif_width", type=int, default=480, help="width of the annotated GIFs; 0: none")
+    parser.add_argument("--gif_frames", type=int, default=0,
+                        help="on the generated video, also write <output_dir>/<row>.gif: its first N frames with "
+                             "each row's tracks drawn (first --max_cosine_distance); 0: none")
     parser.add_argument("--imagenet_weights", default=DEFAULT_IMAGENET,
                         help="converted ImageNet MobileNetV2 (row skipped when missing)")
     parser.add_argument("--imagenet_shape", type=parse_image_shape, default=(3, 224, 224),
@@ -116,6 +121,8 @@ def parse_args(argv=None):
         path = getattr(args, flag)
         if path and path.endswith(".onnx") and not os.path.isfile(path):
             parser.error("--%s: %s does not exist" % (flag, path))
+    if args.gif_frames < 0:
+        parser.error("--gif_frames must be 0 (no GIF) or a number of frames, got %d" % args.gif_frames)
     if args.gif_width < 0:
         parser.error("--gif_width must be 0 (no GIF) or a width in pixels, got %d" % args.gif_width)
     return args
@@ -258,7 +265,8 @@ def main(argv=None):
     truth = deepsort.ground_truth(video)
     print("\n| embedder | max cos dist | IDF1 | IDP | IDR | ID switches | embed ms/frame | frames/s |")
     print("|---|---|---|---|---|---|---|---|")
-    for _, name, embed_fn in build_embedders(args):
+    gifs = []
+    for key, name, embed_fn in build_embedders(args):
         embeddings, embed_seconds = (deepsort.embed_detections(video, embed_fn) if embed_fn is not None
                                      else (None, 0.0))
         thresholds = args.max_cosine_distance if embed_fn is not None else [None]
@@ -272,6 +280,11 @@ def main(argv=None):
                   % (name, "-" if threshold is None else "%.2f" % threshold, 100 * scores.idf1, 100 * scores.idp,
                      100 * scores.idr, scores.id_switches, 1000.0 * embed_seconds / len(video),
                      len(video) / (embed_seconds + track_seconds)), flush=True)
+            if args.gif_frames and args.gif_width and threshold in (None, thresholds[0]):
+                gifs.append(deepsort.write_tracks_gif(os.path.join(args.output_dir, key + ".gif"), video, predictions,
+                                                      VIDEO_FPS, args.gif_width, args.gif_frames))
+    if gifs:
+        print("tracks drawn on the first %d frames: %s" % (args.gif_frames, ", ".join(gifs)))
     return 0
 
 

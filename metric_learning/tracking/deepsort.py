@@ -147,6 +147,14 @@ def score(video, run, iou_threshold=tracking_metrics.IOU_THRESHOLD):
     return tracking_metrics.score_tracking(ground_truth(video), run.predictions, iou_threshold)
 
 
+def write_tracks_gif(path, source, predictions, fps, width, num_frames=None):
+    """A GIF of the first ``num_frames`` (default: all) frames of ``source`` (a video or a MOTChallenge sequence)
+    with the tracks of ``predictions`` (one ``(ids, boxes)`` per frame) drawn, ``width`` pixels wide."""
+    count = len(source) if num_frames is None else min(num_frames, len(source))
+    draw.write_gif(path, (draw.draw_tracks(source.frame(t), *predictions[t]) for t in range(count)), fps, width)
+    return path
+
+
 MotEvaluation = collections.namedtuple("MotEvaluation", ["scores", "runs"])
 MotEvaluation.__doc__ = ("``scores``: ``{sequence name: TrackingScores}`` plus ``metrics.OVERALL``; ``runs``: "
                          "``{sequence name: TrackerRun}``.")
@@ -168,9 +176,8 @@ def evaluate_sequences(sequences, embed_fn=None, output_dir=None, gif_width=480,
         if output_dir:
             mot.write_results(os.path.join(output_dir, sequence.name + ".txt"), run.predictions)
             if gif_width:
-                drawn = (draw.draw_tracks(sequence.frame(t), *run.predictions[t]) for t in range(len(sequence)))
-                draw.write_gif(os.path.join(output_dir, sequence.name + ".gif"), drawn, sequence.info.frame_rate,
-                               gif_width)
+                write_tracks_gif(os.path.join(output_dir, sequence.name + ".gif"), sequence, run.predictions,
+                                 sequence.info.frame_rate, gif_width)
         accumulators.append((sequence.name, tracking_metrics.accumulate(sequence.truth, run.predictions,
                                                                         ignored=sequence.ignored)))
     return MotEvaluation(tracking_metrics.score_sequences(accumulators), runs)
