@@ -1,4 +1,6 @@
 """Tracking: motmetrics scores (MOTA, IDF1, ID switches) on hand-worked cases, the video generator, and DeepSORT runs."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -311,3 +313,23 @@ def test_motmetrics_scores_equal_the_former_home_made_ones_on_generated_videos(s
     assert num_gt - scores.misses == num_pred - scores.false_positives
     assert scores.mota == pytest.approx(1 - (scores.misses + scores.false_positives + switches) / num_gt)
     assert 0.8 < scores.motp <= 1.0     # matches need IoU >= 0.5; DeepSORT's Kalman boxes follow 2-3% jitter
+
+
+def test_the_benchmark_draws_each_rows_tracks_on_the_generated_video(synthetic_root, tmp_path, capsys):
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "tracking_benchmark", os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "tracking.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    output = tmp_path / "gifs"
+    assert benchmark.main(["--dataset_root", synthetic_root, "--embedders", "none,histogram", "--num_frames", "40",
+                           "--max_cosine_distance", "0.2,0.3", "--gif_frames", "12", "--gif_width", "160",
+                           "--output_dir", str(output)]) == 0
+    assert sorted(os.listdir(output)) == ["histogram.gif", "none.gif"]     # one per row, at its first threshold
+    for name in ("histogram.gif", "none.gif"):
+        with Image.open(output / name) as gif:
+            assert gif.n_frames == 12 and gif.size == (160, 90)           # 640x360 frames, 160 pixels wide
+    assert "tracks drawn on the first 12 frames" in capsys.readouterr().out
