@@ -29,6 +29,14 @@ def test_best_is_the_fastest_model_at_the_peers_map_or_better():
         "best: fast mAP=77.40 crops_per_s=1000.0 peer_ort_crops_per_s=450.0 speedup=2.22"
 
 
+def test_the_peers_mAP_is_reached_up_to_float_rounding_only():
+    # the same network through two runtimes: 77.376806 against 77.376807 is the same mAP; 77.37 is not
+    peer = point("peer (ONNX Runtime)", 450, 77.376807, peer=True)
+    same = pareto.best_line([point("same network", 500, 77.376806), peer], peer)
+    assert same == "best: same network mAP=77.38 crops_per_s=500.0 peer_ort_crops_per_s=450.0 speedup=1.11"
+    assert pareto.best_line([point("lower", 500, 77.37), peer], peer).startswith("best: none")
+
+
 def test_best_is_none_with_the_reason_when_no_model_reaches_the_peer():
     peer = point("peer (ONNX Runtime)", 450, 77.4, peer=True)
     line = pareto.best_line([point("a", 1000, 68.3), point("b", 2000, 58.6), peer], peer)

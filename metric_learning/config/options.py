@@ -171,7 +171,12 @@ def add_train_args(parser, pair):
     group.add_argument("--teacher_model", default=None,
                        help="distil from an exported model (export_model.py: <prefix> or <prefix>.onnx, any input "
                             "size, any embedding width): the student also learns to rank each batch as this "
-                            "teacher does; batches are resized to the teacher's input when it differs")
+                            "teacher does; batches are resized to the teacher's input when it differs. Several "
+                            "models separated by commas teach as an ensemble (see --teacher_weights)")
+    group.add_argument("--teacher_weights", default=None,
+                       help="with several --teacher_model: their weights, separated by commas (normalised to "
+                            "sum 1; default equal); the ensemble's cosine of two images is the weighted mean of "
+                            "the teachers' cosines")
     group.add_argument("--distill_weight", type=float, default=1.0, help="weight of the distillation loss")
     group.add_argument("--distill_temperature", type=float, default=0.1,
                        help="temperature of the neighbour distributions compared by the distillation loss "

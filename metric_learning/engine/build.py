@@ -20,7 +20,7 @@ from metric_learning.engine import dashboard, rundir
 from metric_learning.engine.frozen_cache import FrozenOutputCache
 from metric_learning.engine.pretrained import load_pretrained_criterion, pretrained_weights_file
 from metric_learning.engine.solver import build_optimizer, build_scheduler
-from metric_learning.engine.teacher import load_teacher
+from metric_learning.engine.teacher import load_teachers, parse_teacher_flags
 from metric_learning.engine.trainer import BatchStream, RunConfig, Trainer
 from metric_learning.errors import ConfigError
 from metric_learning.evaluation import evaluator
@@ -166,6 +166,7 @@ def build_trainer(args, build_criterion, log=print):
     if rank == 0:   # the one process that writes the run directory (see Trainer.save)
         rundir.check_can_start(os.path.join(args.model_save_dir, args.model), resume_from=args.checkpoint,
                                overwrite=args.overwrite)
+    teacher_specs = parse_teacher_flags(args.teacher_model, args.teacher_weights)
     paddle.seed(args.seed + rank)
     net = build_model(model=args.model, embedding_size=args.embedding_size, pooling=args.pooling,
                       last_stride=args.last_stride, bnneck=args.bnneck, head=args.head, num_parts=args.num_parts)
@@ -189,14 +190,17 @@ def build_trainer(args, build_criterion, log=print):
             log("fast CPU path: freed tensor memory is kept for reuse (glibc malloc without mmap / trim)")
     criterion = build_criterion(args, net, num_classes)
     teacher = None
-    if args.teacher_model:
+    if teacher_specs:
         if args.cache_frozen:
             raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
                              "cached feature maps; drop one of the two")
-        teacher = load_teacher(args.teacher_model, args.image_shape, use_gpu=args.use_gpu)
-        resized = "" if tuple(teacher.input_shape) == tuple(args.image_shape) else (
-            ", batches resized to its input %s" % format_shape(teacher.input_shape))
-        log("distilling from %s (%d-d embeddings%s)" % (teacher.model_path, teacher.config["feature_dim"], resized))
+        teacher = load_teachers(teacher_specs, args.image_shape, use_gpu=args.use_gpu)
+        for member, (_, weight) in zip(getattr(teacher, "members", [teacher]), teacher_specs):
+            resized = "" if tuple(member.input_shape) == tuple(args.image_shape) else (
+                ", batches resized to its input %s" % format_shape(member.input_shape))
+            share = ", weight %g" % weight if len(teacher_specs) > 1 else ""
+            log("distilling from %s (%d-d embeddings%s%s)" % (member.model_path, member.config["feature_dim"],
+                                                             share, resized))
     if args.pretrained_model and not args.checkpoint:
         load_pretrained_criterion(criterion, args.pretrained_model, log)
 

@@ -1,6 +1,7 @@
 """The training loop end to end on the synthetic set: learning, exact resume, divergence stop, flags."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from metric_learning import errors, train_elem, train_pair
 from metric_learning.deploy import artifact, embedders, export
 from metric_learning.engine import build, solver, trainer
+from metric_learning.engine import teacher as teacher_module
 from metric_learning.models import checkpoint
 from conftest import ROOT
 
@@ -328,6 +330,70 @@ def test_teacher_of_another_size_reads_each_batch_resized_to_its_input(synthetic
     flat = np.broadcast_to(np.array([1.0, -2.0, 3.0], "float32")[None, :, None, None], (2, 3, 64, 32))
     teacher(flat)
     np.testing.assert_allclose(seen[1], np.broadcast_to(flat[:, :, :1, :1], (2, 3, 128, 64)), atol=1e-6)
+
+
+class FixedTeacher:
+    """A teacher stand-in that returns the same features for any batch."""
+
+    def __init__(self, features):
+        self.features = np.array(features, dtype="float32")
+
+    def __call__(self, batch):
+        return self.features
+
+
+def test_teacher_ensemble_cosine_is_the_weighted_mean_of_the_members_cosines():
+    # member a: cos((3,4), (4,3)) = 24/25 = 0.96; member b: cos((2,0), (0,5)) = 0; weights 3:1 -> 0.75 and 0.25
+    ensemble = teacher_module.TeacherEnsemble([FixedTeacher([[3, 4], [4, 3]]), FixedTeacher([[2, 0], [0, 5]])],
+                                              [3, 1])
+    joined = ensemble(np.zeros((2, 3, 8, 4), "float32"))
+    assert joined.shape == (2, 4)
+    np.testing.assert_allclose(np.linalg.norm(joined, axis=1), [1, 1], rtol=1e-6)
+    assert float(joined[0] @ joined[1]) == pytest.approx(0.75 * 0.96 + 0.25 * 0.0, abs=1e-6)
+    np.testing.assert_allclose(joined[0], [np.sqrt(0.75) * 0.6, np.sqrt(0.75) * 0.8, np.sqrt(0.25), 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("models, weights, expected", [
+    ("a", None, [("a", 1.0)]),
+    ("a, b", None, [("a", 0.5), ("b", 0.5)]),
+    ("a,b", "0.75,0.25", [("a", 0.75), ("b", 0.25)]),
+    (None, None, []),
+])
+def test_teacher_flags_name_each_model_and_its_weight(models, weights, expected):
+    assert teacher_module.parse_teacher_flags(models, weights) == expected
+
+
+@pytest.mark.parametrize("models, weights, message", [
+    ("a,b", "1", "--teacher_weights has 1 values for the 2 models of --teacher_model"),
+    ("a,b", "1,x", "--teacher_weights '1,x': expected numbers"),
+    ("a,b", "1,0", "--teacher_weights must all be > 0"),
+    ("a,b", "1,nan", "--teacher_weights must all be > 0"),
+    ("a,,b", None, "--teacher_model 'a,,b' has an empty entry"),
+    (None, "1", "--teacher_weights 1 needs --teacher_model"),
+])
+def test_teacher_flags_that_do_not_fit_are_a_clear_error(models, weights, message):
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+        teacher_module.parse_teacher_flags(models, weights)
+
+
+def test_two_teachers_of_other_sizes_teach_as_one_weighted_ensemble(synthetic_root, tmp_path):
+    first = export_teacher(str(tmp_path / "first" / "reid"), (3, 64, 32))
+    second = export_teacher(str(tmp_path / "second" / "reid"), (3, 128, 64))
+    args = elem_args(synthetic_root, tmp_path, "--teacher_model", first + "," + second, "--teacher_weights", "3,1")
+    logs = []
+    teacher = build.build_trainer(args, train_elem.build_criterion, log=logs.append).teacher
+    assert [line for line in logs if line.startswith("distilling from")] == [
+        "distilling from %s (512-d embeddings, weight 3)" % first,
+        "distilling from %s (512-d embeddings, weight 1, batches resized to its input 3,128,64)" % second]
+    batch = np.random.default_rng(0).normal(size=(4, 3, 64, 32)).astype("float32")
+    alone = [member(batch) for member in teacher.members]
+    cosines = [normalized(features) @ normalized(features).T for features in alone]
+    joined = teacher(batch)
+    np.testing.assert_allclose(joined @ joined.T, 0.75 * cosines[0] + 0.25 * cosines[1], atol=1e-5)
+
+
+def normalized(features):
+    return features / np.linalg.norm(features, axis=1, keepdims=True)
 
 
 def test_teacher_that_reads_other_pixels_is_a_clear_error(synthetic_root, tmp_path):
