@@ -95,8 +95,8 @@ def parse_teacher_flags(teacher_model, teacher_weights):
     if len(weights) != len(paths):
         raise ConfigError("--teacher_weights has %d values for the %d models of --teacher_model"
                          % (len(weights), len(paths)))
-    if not all(weight > 0 for weight in weights):   # also refuses nan
-        raise ConfigError("--teacher_weights must all be > 0, got %s" % teacher_weights)
+    if not all(0 < weight < float("inf") for weight in weights):   # also refuses nan
+        raise ConfigError("--teacher_weights must all be finite and > 0, got %s" % teacher_weights)
     return list(zip(paths, weights))
 
 

@@ -366,8 +366,9 @@ def test_teacher_flags_name_each_model_and_its_weight(models, weights, expected)
 @pytest.mark.parametrize("models, weights, message", [
     ("a,b", "1", "--teacher_weights has 1 values for the 2 models of --teacher_model"),
     ("a,b", "1,x", "--teacher_weights '1,x': expected numbers"),
-    ("a,b", "1,0", "--teacher_weights must all be > 0"),
-    ("a,b", "1,nan", "--teacher_weights must all be > 0"),
+    ("a,b", "1,0", "--teacher_weights must all be finite and > 0"),
+    ("a,b", "1,nan", "--teacher_weights must all be finite and > 0"),
+    ("a,b", "1,inf", "--teacher_weights must all be finite and > 0"),
     ("a,,b", None, "--teacher_model 'a,,b' has an empty entry"),
     (None, "1", "--teacher_weights 1 needs --teacher_model"),
 ])
