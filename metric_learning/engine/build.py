@@ -20,7 +20,7 @@ from metric_learning.engine import dashboard, rundir
 from metric_learning.engine.frozen_cache import FrozenOutputCache
 from metric_learning.engine.pretrained import load_pretrained_criterion, pretrained_weights_file
 from metric_learning.engine.solver import build_optimizer, build_scheduler
-from metric_learning.engine.teacher import load_teachers, parse_teacher_flags
+from metric_learning.engine.teacher import TeacherEnsemble, load_teacher, parse_teacher_flags
 from metric_learning.engine.trainer import BatchStream, RunConfig, Trainer
 from metric_learning.errors import ConfigError
 from metric_learning.evaluation import evaluator
@@ -194,13 +194,14 @@ def build_trainer(args, build_criterion, log=print):
         if args.cache_frozen:
             raise ConfigError("--teacher_model needs the training images, which --cache_frozen True replaces by "
                              "cached feature maps; drop one of the two")
-        teacher = load_teachers(teacher_specs, args.image_shape, use_gpu=args.use_gpu)
-        for member, (_, weight) in zip(getattr(teacher, "members", [teacher]), teacher_specs):
+        members = [load_teacher(path, args.image_shape, use_gpu=args.use_gpu) for path, _ in teacher_specs]
+        for member, (_, weight) in zip(members, teacher_specs):
             resized = "" if tuple(member.input_shape) == tuple(args.image_shape) else (
                 ", batches resized to its input %s" % format_shape(member.input_shape))
-            share = ", weight %g" % weight if len(teacher_specs) > 1 else ""
+            share = ", weight %g" % weight if len(members) > 1 else ""
             log("distilling from %s (%d-d embeddings%s%s)" % (member.model_path, member.config["feature_dim"],
                                                              share, resized))
+        teacher = members[0] if len(members) == 1 else TeacherEnsemble(members, [w for _, w in teacher_specs])
     if args.pretrained_model and not args.checkpoint:
         load_pretrained_criterion(criterion, args.pretrained_model, log)
 

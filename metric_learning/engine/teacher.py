@@ -100,12 +100,6 @@ def parse_teacher_flags(teacher_model, teacher_weights):
     return list(zip(paths, weights))
 
 
-def load_teachers(specs, image_shape, use_gpu=False, threads=None):
-    """The teacher of ``parse_teacher_flags``' ``specs``: one model, or the ensemble of several."""
-    members = [load_teacher(path, image_shape, use_gpu=use_gpu, threads=threads) for path, _ in specs]
-    return members[0] if len(members) == 1 else TeacherEnsemble(members, [weight for _, weight in specs])
-
-
 def load_teacher(path, image_shape, use_gpu=False, threads=None):
     """The embedder of the exported model at ``path``, checked to read the training batches of ``image_shape``
     (C, H, W): the same channels and normalisation, resized when its height and width differ. A mismatch
