@@ -59,6 +59,15 @@ def test_pooled_stripes_of_a_hand_made_map():
     assert maxima == [11.0, 31.0, 61.0]
 
 
+def test_max_pooled_stripes_pass_their_gradient_to_each_stripe_maximum_only():
+    fmap = paddle.to_tensor((10 * np.arange(7)[:, None] + np.arange(2)[None, :]).astype("float32")[None, None],
+                            stop_gradient=False)
+    paddle.add_n(pool_stripes(fmap, 3, "max")).sum().backward()
+    expected = np.zeros((7, 2), np.float32)
+    expected[[1, 3, 6], 1] = 1.0   # 11, 31 and 61, the maxima of rows 0-1, 2-3 and 4-6
+    np.testing.assert_array_equal(fmap.grad.numpy()[0, 0], expected)
+
+
 # ----- features and classifiers ---------------------------------------------------------------------------------
 
 def test_pcb_features_and_classifiers():
