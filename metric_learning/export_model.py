@@ -6,6 +6,8 @@
     python metric_learning/export_model.py --checkpoint ... --flip True         # mean with the mirror, in the graph
     python metric_learning/export_model.py --checkpoint ... --onnx True --int8_calibration <market root>/bounding_box_train
                                                                                # and <prefix>_int8.onnx
+    python metric_learning/export_model.py --checkpoint ... --onnx True --fp16_check <market root>/bounding_box_train
+                                                                               # and <prefix>_fp16.onnx
 
 Paddle 3.3 writes the PIR program as <prefix>.json; the old __model__ / .pdmodel format can no longer be
 written by it (use Paddle <= 2.6 to convert, or consume the model through Paddle Inference >= 3.0, or ONNX).
@@ -49,7 +51,16 @@ def parse_args(argv=None):
                              "to the fp32 embeddings on other images of the folder is printed and recorded")
     parser.add_argument("--int8_images", type=int, default=quantize.DEFAULT_CALIBRATION_IMAGES,
                         help="calibration images for --int8_calibration (as many again are drawn for the check)")
+    parser.add_argument("--fp16_check", default=None,
+                        help="with --onnx True, also write <output>_fp16.onnx (fp16 weights and activations, float32 "
+                             "input and output); its cosine to the fp32 embeddings on %d images of this folder is "
+                             "printed and recorded" % quantize.DEFAULT_CHECK_IMAGES)
     args = parser.parse_args(argv)
+    if args.fp16_check:
+        if not args.onnx:
+            parser.error("--fp16_check converts the ONNX model: add --onnx True")
+        if not os.path.isdir(args.fp16_check):
+            parser.error("--fp16_check %s is not a folder of images" % args.fp16_check)
     if args.int8_calibration:
         if not args.onnx:
             parser.error("--int8_calibration quantises the ONNX model: add --onnx True")
@@ -81,6 +92,10 @@ def main(argv=None):
         print("exported %s (int8, calibrated on %d images of %s); cosine to fp32 on %d other images: mean %.4f, "
               "min %.4f" % (int8_path, args.int8_images, args.int8_calibration, check["images"],
                             check["mean_cosine"], check["min_cosine"]))
+    if args.fp16_check:
+        fp16_path, check = quantize.convert_fp16(args.output, args.fp16_check)
+        print("exported %s (fp16, float32 input and output); cosine to fp32 on %d images of %s: mean %.4f, min %.4f"
+              % (fp16_path, check["images"], args.fp16_check, check["mean_cosine"], check["min_cosine"]))
 
 
 def console():

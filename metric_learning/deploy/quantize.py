@@ -1,14 +1,20 @@
-"""int8 versions of an ONNX export: ONNX Runtime's static post-training quantisation, calibrated on real crops.
+"""Reduced-precision versions of an ONNX export: int8 (ONNX Runtime's static post-training quantisation,
+calibrated on real crops) and fp16 (weights and activations in half precision, float32 input and output).
 
 Static quantisation (QDQ format: int8 per-channel weights, uint8 activations whose ranges come from
 calibration images) rather than dynamic: ONNX Runtime's dynamic quantisation covers MatMul and Gemm only,
 and would leave the convolutions, which are nearly all of a CNN's time, in fp32. uint8 activations with
 int8 weights is the combination ONNX Runtime's x86 kernels (VNNI) are built for.
 
-An embedding can come out of int8 badly damaged while the network still "runs", so every quantised model is
-checked on crops it was not calibrated on: the cosine between each crop's int8 and fp32 embeddings, recorded
-in its ``.reid.json`` (``int8_check``) and printed. Only a Market-1501 evaluation says whether the ranking
-held; the cosine says how far the embedding moved.
+fp16 is ONNX Runtime's own converter (``onnxruntime.transformers.float16``, in the onnxruntime wheel), with
+float32 kept at the input and output so that a consumer feeds and reads the same arrays as from the fp32 model.
+Whether it is faster depends on the CPU: where ONNX Runtime has no fp16 kernel for an operator it runs it in
+float32 between inserted casts.
+
+An embedding can come out of int8 badly damaged while the network still "runs", so every reduced model is
+checked on crops it was not calibrated on: the cosine between each crop's reduced and fp32 embeddings, recorded
+in its ``.reid.json`` (``int8_check`` / ``fp16_check``) and printed. Only a Market-1501 evaluation says whether
+the ranking held; the cosine says how far the embedding moved.
 """
 import os
 import tempfile
@@ -23,6 +29,7 @@ from metric_learning.deploy.preprocess import image_file_transform
 from metric_learning.evaluation import metrics
 
 INT8_SUFFIX = "_int8"
+FP16_SUFFIX = "_fp16"
 DEFAULT_CALIBRATION_IMAGES = 256
 DEFAULT_CHECK_IMAGES = 256
 CALIBRATION_BATCH = 32
@@ -36,14 +43,20 @@ def int8_prefix(prefix):
     return prefix + INT8_SUFFIX
 
 
-def split_images(image_dir, calibration_images, check_images):
+def fp16_prefix(prefix):
+    """The prefix of the fp16 model converted from the ONNX export at ``prefix``: ``<prefix>_fp16``."""
+    return prefix + FP16_SUFFIX
+
+
+def split_images(image_dir, calibration_images, check_images, flag="--int8_calibration"):
     """``(calibration paths, check paths)``: disjoint random draws from the images of ``image_dir`` (seeded, so a
-    rerun quantises alike), so that the check measures crops the quantiser never saw."""
+    rerun quantises alike), so that the check measures crops the quantiser never saw. ``flag`` names the folder
+    in the error."""
     names = market.list_images(image_dir)
     wanted = calibration_images + check_images
     if len(names) < wanted:
-        raise ValueError("--int8_calibration %s holds %d images; %d are needed (%d to calibrate, %d to check)"
-                         % (image_dir, len(names), wanted, calibration_images, check_images))
+        raise ValueError("%s %s holds %d images; %d are needed (%d to calibrate, %d to check)"
+                         % (flag, image_dir, len(names), wanted, calibration_images, check_images))
     picked = np.random.default_rng(CALIBRATION_SEED).permutation(len(names))[:wanted]
     paths = [os.path.join(image_dir, names[i]) for i in picked]
     images.check_images(paths)
@@ -99,14 +112,39 @@ def quantize_int8(prefix, image_dir, calibration_images=DEFAULT_CALIBRATION_IMAG
                         _CalibrationReader(config["input_name"], load_batches(calibration, config)),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-    # the int8 model is an ONNX file only: the fp32 config without the Paddle files, which it has none of
-    int8_config = {key: value for key, value in config.items() if key not in ("model_file", "params_file")}
-    artifact.save_config(out_prefix, dict(int8_config, precision="int8", int8_calibration={
+    artifact.save_config(out_prefix, dict(_onnx_only(config), precision="int8", int8_calibration={
         "image_dir": os.path.abspath(image_dir), "images": len(calibration), "seed": CALIBRATION_SEED}))
-    fp32, int8 = OnnxEmbedder(onnx_path, threads=threads), OnnxEmbedder(out_prefix + ".onnx", threads=threads)
+    return out_prefix + ".onnx", _check_against_fp32(onnx_path, out_prefix, check, config, "int8", threads)
+
+
+def convert_fp16(prefix, image_dir, check_images=DEFAULT_CHECK_IMAGES, threads=None):
+    """Convert ``<prefix>.onnx`` to ``<prefix>_fp16.onnx`` (+ its ``.reid.json``), float32 at the input and
+    output; return its check ``{"images", "mean_cosine", "min_cosine"}`` against the fp32 model on images of
+    ``image_dir``."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx_path, config_path = artifact.resolve_onnx(prefix)
+    config = artifact.read_config_file(config_path)
+    _, check = split_images(image_dir, 0, check_images, flag="--fp16_check")
+    out_prefix = fp16_prefix(onnx_path[: -len(".onnx")])
+    onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out_prefix + ".onnx")
+    artifact.save_config(out_prefix, dict(_onnx_only(config), precision="fp16"))
+    return out_prefix + ".onnx", _check_against_fp32(onnx_path, out_prefix, check, config, "fp16", threads)
+
+
+def _onnx_only(config):
+    # a reduced model is an ONNX file only: the fp32 config without the Paddle files, which it has none of
+    return {key: value for key, value in config.items() if key not in ("model_file", "params_file")}
+
+
+def _check_against_fp32(onnx_path, out_prefix, check_paths, config, precision, threads):
+    """The cosine of the reduced model's embeddings to the fp32 model's on ``check_paths``, recorded in the
+    reduced model's ``.reid.json`` as ``<precision>_check`` and returned."""
+    fp32, reduced = OnnxEmbedder(onnx_path, threads=threads), OnnxEmbedder(out_prefix + ".onnx", threads=threads)
     cosines = np.concatenate([
-        np.sum(metrics.l2_normalize(fp32(batch)) * metrics.l2_normalize(int8(batch)), axis=1)
-        for batch in load_batches(check, config)])
-    result = {"images": len(check), "mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min())}
-    artifact.save_config(out_prefix, dict(int8.config, int8_check=result))
-    return out_prefix + ".onnx", result
+        np.sum(metrics.l2_normalize(fp32(batch)) * metrics.l2_normalize(reduced(batch)), axis=1)
+        for batch in load_batches(check_paths, config)])
+    result = {"images": len(check_paths), "mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min())}
+    artifact.save_config(out_prefix, dict(reduced.config, **{precision + "_check": result}))
+    return result
