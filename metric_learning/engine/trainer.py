@@ -174,6 +174,7 @@ class Trainer:
         self.iteration = 0
         self.last_checkpoint = None
         self.resumed_from = None   # the iteration of the checkpoint this run continues, if any
+        self.eval_seconds = 0.0    # spent in evaluations, kept out of the training speed reported at the end
         self.step_layer = TrainStep(net, criterion)
         if paddle.distributed.get_world_size() > 1:
             self.step_layer = paddle.DataParallel(self.step_layer)
@@ -256,7 +257,7 @@ class Trainer:
         sampler_state = self.stream.sampler.state_dict()
         self.step_layer.train()
         window_start, window_images, window_wait = time.time(), 0, 0.0
-        run_start, run_images = time.time(), 0
+        run_start, run_images, eval_seconds_before = time.time(), 0, self.eval_seconds
         last_save = time.time()
         batches = self.stream.iterate(self.iteration, cfg.total_iter_num)
         while True:
@@ -299,10 +300,11 @@ class Trainer:
         self.save(sampler_state)   # before the final evaluation, so a failing evaluation loses no training
         if self.evaluate_fn and (not cfg.test_iter_step or self.iteration % cfg.test_iter_step):
             metrics = self._evaluate(log_file)
-        elapsed = time.time() - run_start
+        evaluating = self.eval_seconds - eval_seconds_before
+        training = max(time.time() - run_start - evaluating, 1e-9)
         if self.is_main and run_images:
-            self.log("trained %d images in %.1f s (%.1f images/s); checkpoint: %s"
-                     % (run_images, elapsed, run_images / elapsed, self.last_checkpoint))
+            self.log("trained %d images in %.1f s (%.1f images/s), evaluated in %.1f s more; checkpoint: %s"
+                     % (run_images, training, run_images / training, evaluating, self.last_checkpoint))
         return metrics
 
     def train_step(self, images, labels, iteration):
@@ -325,10 +327,12 @@ class Trainer:
         if not self.is_main:
             return {}
         self.net.eval()
+        start = time.time()
         try:
             metrics = self.evaluate_fn(self.net)
         finally:
             self.step_layer.train()
+            self.eval_seconds += time.time() - start
         self._write_record({"iter": self.iteration, "eval": metrics}, log_file)
         self.log("iter %d eval: %s" % (self.iteration, "  ".join(
             "%s %.4f" % (k, v) if isinstance(v, float) else "%s %s" % (k, v) for k, v in metrics.items())))

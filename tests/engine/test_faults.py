@@ -378,6 +378,36 @@ def test_a_long_run_also_saves_by_time(synthetic_root, tmp_path, monkeypatch):
     assert 4 in saved and len(saved) >= 2, saved   # at least one save by time before the final one
 
 
+def test_the_reported_training_speed_leaves_out_the_evaluations(synthetic_root, tmp_path, monkeypatch):
+    import re
+    import time
+    import types
+
+    now = [0.0]
+
+    def clock():   # each reading of the trainer's clock moves 1 s on; an evaluation takes 1,000 s more
+        now[0] += 1.0
+        return now[0]
+
+    def evaluate(net):
+        now[0] += 1000.0
+        return {"mAP": 0.5}
+
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=clock, strftime=time.strftime,
+                                                               gmtime=time.gmtime, perf_counter=time.perf_counter))
+    logs = []
+    run = build.build_trainer(elem_args(synthetic_root, tmp_path, "--total_iter_num", "4", "--test_iter_step", "2"),
+                              train_elem.build_criterion, logs.append)
+    run.evaluate_fn = evaluate
+    run.fit()
+    line = next(line for line in logs if line.startswith("trained "))
+    images, training, speed, evaluating = re.match(
+        r"trained (\d+) images in ([\d.]+) s \(([\d.]+) images/s\), evaluated in ([\d.]+) s more", line).groups()
+    # two evaluations (iterations 2 and 4), each 1,000 s and the 2 clock readings around it
+    assert float(evaluating) == 2002.0 and float(training) < 100
+    assert float(speed) == pytest.approx(int(images) / float(training), abs=0.05)
+
+
 def test_sigterm_saves_and_the_resumed_run_ends_with_the_same_weights(synthetic_root, tmp_path):
     import signal
 
