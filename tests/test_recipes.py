@@ -84,3 +84,21 @@ def test_argument_file_with_a_misspelt_flag_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_elem.parse_args(["@%s" % recipe])
     assert "--lr_stratgy" in capsys.readouterr().err
+
+
+def test_readme_gpu_command_for_mgn_parses_with_the_paper_schedule():
+    from metric_learning import train_elem
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    block = re.search(r"```bash\n(python metric_learning/train_elem.py --model ResNet50_vd --head mgn .*?)\n"
+                      r"python metric_learning/eval.py", readme, re.S)
+    assert block, "README.md has no GPU command for MGN on ResNet50_vd"
+    args = train_elem.parse_args(shlex.split(block.group(1).replace("\\\n", " "))[2:])
+    assert (args.head, args.image_shape, args.use_gpu) == ("mgn", (3, 384, 128), True)
+    # the paper's 80 epochs of Market-1501's 12,936 training images in batches of 16 x 4, steps after 40 and 60
+    iterations_per_epoch = 12936 / (16 * 4)
+    assert args.train_batch_size == 64 and args.samples_each_class == 4
+    assert args.total_iter_num == round(80 * iterations_per_epoch) == 16170
+    assert args.lr_steps == "%d,%d" % (round(40 * iterations_per_epoch), round(60 * iterations_per_epoch))
+    assert (args.lr, args.lr_decay, args.margin, args.label_smoothing) == (0.01, 0.1, 1.2, 0)

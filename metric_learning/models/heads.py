@@ -6,18 +6,19 @@
   feature is the concatenation of the reduced stripes, ``num_parts x 256``. (The refined part pooling of the
   paper's RPP stage is not included.)
 - **MGN**, Wang et al., "Learning Discriminative Features with Multiple Granularities for Person
-  Re-Identification" (ACM MM 2018): the backbone shared up to its last stage, then three branches, each with
-  its own copy of the last stage: *global* keeps the original strides, *part-2* and *part-3* have the last
-  down-sampling removed (twice the map in each direction). Each branch max-pools a global feature; part-2
+  Re-Identification" (ACM MM 2018): a shared trunk, then three branches, each with its own copy of the rest of
+  the network: *global* keeps the original strides, *part-2* and *part-3* have the last down-sampling removed
+  (twice the map in each direction). On ResNet50_vd the branches begin where the paper's do (section 3.1:
+  ResNet-50 shared up to res_conv4_1, each branch owning res_conv4_2 ... res_conv5_3); on a backbone the paper
+  does not cover, at its *last stage*, a definition that exists for every backbone. Each branch max-pools a global feature; part-2
   also max-pools 2 stripes and part-3 3, 8 features in all, each reduced to 256 by a 1x1 conv + BN + ReLU and
   each with its own classifier. The retrieval feature is the 8 x 256 = 2,048 concatenation.
 
   Differences, stated where they are:
 
-  * the paper shares ResNet-50 up to res_conv4_1 and gives each branch its own res_conv4_2 ... res_conv5_3;
-    here every branch begins at the backbone's *last stage* (res_conv5 on ResNet50_vd), a definition that
-    exists for every backbone. On ResNet50_vd this shares res_conv4_2 ... res_conv4_6 (2 x 5,585,920
-    parameters fewer than the paper's split; tests/models/test_heads.py works both counts out);
+  * the issue that asked for this head put the branches at the last stage on every backbone; on ResNet50_vd
+    that would share res_conv4_2 ... res_conv4_6 too, 11,171,840 parameters fewer than the paper's split
+    (tests/models/test_heads.py works both counts out), so ResNet50_vd follows the paper;
   * the batch-hard triplet loss reads the three 2,048-d max-pooled global features *before* their
     reduction, as in the paper (section 3.3 and its Figure 2); the widely used MGN-pytorch re-implementation
     (seathiefwang/MGN-pytorch, model/mgn.py) feeds it the reduced 256-d ones instead;
@@ -28,8 +29,8 @@
 What a backbone's last stage is comes from :func:`metric_learning.models.backbones.trunk_stages` on the
 network built with its original strides: the trunk units from the one that makes the last down-sampling to the
 end (docs/training.md has the table). The part branches are deep copies (own parameters, own names, since an
-optimiser keeps its slots by parameter name) of that stage as built at ``last_stride=1``, and start from the
-global branch's weights; :mod:`metric_learning.models.weights` gives them the pretrained last stage too
+optimiser keeps its slots by parameter name) of the branch units as built at ``last_stride=1``, and start from
+the global branch's weights; :mod:`metric_learning.models.weights` gives them the pretrained last stage too
 (``weight_copy_sources``).
 
 ``net.forward_features(x)`` returns ``(pair_features, classifier_features)``, two ordered dicts
@@ -49,6 +50,8 @@ PART_DIM = 256
 DEFAULT_NUM_PARTS = 6
 # MGN's branches: (name, number of stripes besides its global feature)
 MGN_BRANCHES = (("global", 0), ("p2", 2), ("p3", 3))
+# backbones on which MGN branches where the paper's ResNet-50 does: after the first block of the stage before last
+MGN_PAPER_SPLIT = ("ResNet50_vd",)
 
 
 def head_flag_error(head, num_parts=DEFAULT_NUM_PARTS, embedding_size=0, pooling="avg", last_stride=1,
@@ -155,14 +158,13 @@ class MGNNet(nn.Layer):
         super().__init__()
         # the global branch's last stage is the backbone's own, at its original strides
         self.backbone = _without_embedding(build_backbone(backbone_name, last_stride=2, pretrained=pretrained))
-        units = self.backbone.trunk_units
-        last_stage = trunk_stages(self.backbone)[-1]
-        self.num_shared_units = len(units) - len(last_stage)
-        # the same stage without its last down-sampling, as the backbone builds it at last_stride=1
+        branch_units = mgn_branch_units(backbone_name, self.backbone)
+        self.num_shared_units = len(self.backbone.trunk_units) - len(branch_units)
+        # the same units without the last down-sampling, as the backbone builds them at last_stride=1
         stride_one = build_backbone(backbone_name, last_stride=1).trunk_units[self.num_shared_units:]
-        self.part2_stage = nn.LayerList(_copies(stride_one, last_stage))
-        self.part3_stage = nn.LayerList(_copies(stride_one, last_stage))
-        self.weight_copy_sources = _copy_sources(self, last_stage, ("part2_stage", "part3_stage"))
+        self.part2_stage = nn.LayerList(_copies(stride_one, branch_units))
+        self.part3_stage = nn.LayerList(_copies(stride_one, branch_units))
+        self.weight_copy_sources = _copy_sources(self, branch_units, ("part2_stage", "part3_stage"))
         self.classifier_feature_names = tuple(
             [name if name == "global" else name + "_global" for name, _ in MGN_BRANCHES]
             + ["%s_part%d" % (name, i + 1) for name, stripes in MGN_BRANCHES for i in range(stripes)])
@@ -194,6 +196,14 @@ class MGNNet(nn.Layer):
 
     def forward(self, x):
         return paddle.concat(self._features(x)[1], axis=1)
+
+
+def mgn_branch_units(backbone_name, backbone):
+    """The trunk units of ``backbone`` (built at its original strides) that each MGN branch owns a copy of: from
+    the second unit of the stage before last on the backbones of ``MGN_PAPER_SPLIT`` (ResNet50_vd: res4b ...
+    res5c, the paper's res_conv4_2 ... res_conv5_3), else the last stage."""
+    stages = trunk_stages(backbone)
+    return stages[-2][1:] + stages[-1] if backbone_name in MGN_PAPER_SPLIT else stages[-1]
 
 
 def _copies(units, weights_from):

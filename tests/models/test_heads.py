@@ -169,11 +169,17 @@ def test_mgn_parameter_count_on_resnet50_vd_from_the_architecture():
     backbone = stem + res2 + res3 + res4 + res5
     assert backbone == 23_527_264                       # torchvision's ResNet-50 without fc, 23,508,032, + 19,232
     reduction = 2048 * 256 + 2 * 256                    # 1x1 conv without bias + BN
-    mgn = backbone + 2 * res5 + 8 * reduction           # two more copies of the last stage, 8 reductions
-    assert mgn == 57_655_136
-    # the paper's split (shared up to res_conv4_1) also copies res_conv4_2..6 into the two part branches
-    assert mgn + 2 * 5 * _bottleneck(1024, 256, False) == mgn + 11_171_840 == 68_826_976
+    # the paper's split: shared up to res_conv4_1, so the two part branches copy res_conv4_2..6 and res_conv5
+    res4_after_first = 5 * _bottleneck(1024, 256, False)
+    assert res4_after_first == 5_585_920
+    mgn = backbone + 2 * (res4_after_first + res5) + 8 * reduction
+    assert mgn == 68_826_976
+    # branching at the last stage, as on the backbones the paper does not cover, would copy res_conv5 only
+    assert mgn - 2 * res4_after_first == 57_655_136
     net = build_model("ResNet50_vd", head="mgn")
+    # each part branch: res4b..res4f (1024 -> 256 -> 1024) and res5a..res5c, after the 11 shared units
+    assert len(net.part2_stage) == 5 + 3 and len(net.backbone.trunk_units) - net.num_shared_units == 8
+    assert [list(p.shape) for p in net.part2_stage[0].parameters()][0] == [256, 1024, 1, 1]
     assert sum(int(p.size) for p in net.parameters() if p.trainable) == mgn
     # and the 8 classifiers of Market-1501's 751 identities, kept by the loss: 8 x 751 x 256 = 1,538,048
     criterion = train_elem.build_criterion(_criterion_args(), net, num_classes=751)
