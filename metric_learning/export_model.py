@@ -56,18 +56,15 @@ def parse_args(argv=None):
                              "input and output); its cosine to the fp32 embeddings on %d images of this folder is "
                              "printed and recorded" % quantize.DEFAULT_CHECK_IMAGES)
     args = parser.parse_args(argv)
-    if args.fp16_check:
-        if not args.onnx:
-            parser.error("--fp16_check converts the ONNX model: add --onnx True")
-        if not os.path.isdir(args.fp16_check):
-            parser.error("--fp16_check %s is not a folder of images" % args.fp16_check)
-    if args.int8_calibration:
-        if not args.onnx:
-            parser.error("--int8_calibration quantises the ONNX model: add --onnx True")
-        if not os.path.isdir(args.int8_calibration):
-            parser.error("--int8_calibration %s is not a folder of images" % args.int8_calibration)
-        if args.int8_images < 1:
-            parser.error("--int8_images must be positive, got %d" % args.int8_images)
+    # each reduced-precision version is made from the ONNX model and checked on a folder of images
+    for flag, folder, verb in (("--fp16_check", args.fp16_check, "converts"),
+                               ("--int8_calibration", args.int8_calibration, "quantises")):
+        if folder and not args.onnx:
+            parser.error("%s %s the ONNX model: add --onnx True" % (flag, verb))
+        if folder and not os.path.isdir(folder):
+            parser.error("%s %s is not a folder of images" % (flag, folder))
+    if args.int8_calibration and args.int8_images < 1:
+        parser.error("--int8_images must be positive, got %d" % args.int8_images)
     return args
 
 
