@@ -10,6 +10,10 @@ Each ``--model EXPORT EVAL_JSON`` is an exported model (``<prefix>.onnx`` runs i
 export in Paddle Inference, as ``embedders.load_embedder`` picks) and the ``eval.py --json`` file of its Market-1501
 evaluation. Its crops/s are measured now, at the model's own input size (from its ``.reid.json``), on a ready
 NCHW float32 batch (cropping and preprocessing not timed), for every ``--batches`` size, with ``--threads``.
+The speed of one model varies by a fifth or more from one timing to the next on a shared 2-core machine, so every
+model (the peer's too) is timed in each of ``--rounds`` rounds, in turn, and the table gives the median: a slow
+spell of the machine then costs every model a round instead of costing one model its only timing. The rounds'
+values at the ranking batch are listed in the last column.
 
 The peer is measured in the same run, as its users deploy it (``benchmarks/torchreid_peer.py``): torchreid's
 network in PyTorch eager and its ``torch.onnx.export`` in ONNX Runtime (``--peer`` + ``--peer_weights``, needs
@@ -25,6 +29,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import tempfile
 
@@ -49,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every runtime")
     parser.add_argument("--min_seconds", type=float, default=3.0, help="time each cell for at least this long")
     parser.add_argument("--min_batches", type=int, default=3, help="and over at least this many batches")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="time every model this many times, in turn, and report the median")
     parser.add_argument("--output", required=True, help="directory for pareto.md and pareto.png")
     args = parser.parse_args(argv)
     if not args.model:
@@ -67,6 +74,8 @@ def parse_args(argv=None):
             parser.error("%s: no such file: %s" % (flag, path))
     if importlib.util.find_spec("matplotlib") is None:
         parser.error("the plot needs matplotlib (pinned in requirements.txt)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1, got %d" % args.rounds)
     args.batches = sorted(int(b) for b in args.batches.split(",") if b)
     args.peer_size = tuple(int(v) for v in args.peer_size.lower().split("x"))
     args.evaluations = {path: read_evaluation(path, parser) for path in [j for _, j in args.model] + [args.peer_eval]}
@@ -92,6 +101,18 @@ def measure(embed, shape, batches, args):
         batch = np.random.default_rng(0).normal(size=(batch_size,) + tuple(shape)).astype("float32")
         speeds[batch_size] = crops_per_second(embed, batch, args.min_seconds, args.min_batches)
     return speeds
+
+
+def measure_in_rounds(entries, batches, args):
+    """``[({batch: median crops/s}, [crops/s of each round at the largest batch]), ...]``, one per ``(embed,
+    shape)`` of ``entries``; each round times every entry once, in order."""
+    rounds = [[measure(embed, shape, batches, args) for embed, shape in entries] for _ in range(args.rounds)]
+    results = []
+    for i in range(len(entries)):
+        timings = [timing[i] for timing in rounds]
+        results.append(({b: statistics.median(t[b] for t in timings) for b in batches},
+                        [t[batches[-1]] for t in timings]))
+    return results
 
 
 # mAP in percent. One network evaluated through two runtimes differs in float rounding (our export of the peer's
@@ -153,15 +174,14 @@ def main(argv=None):
     import metric_learning  # noqa: F401  (the remaining CPU defaults, before paddle loads)
     from metric_learning.deploy import embedders
 
-    rows = []   # (label, input, runtime, evaluation, {batch: crops/s}, is_peer)
+    entries = []   # (label, input, runtime, evaluation, embed, is_peer)
     for prefix, eval_json in args.model:
         embed = embedders.load_embedder(prefix, threads=args.threads)
         runtime = "ONNX Runtime" if isinstance(embed, embedders.OnnxEmbedder) else "Paddle Inference"
         label = os.path.basename(os.path.dirname(os.path.abspath(prefix)))
         if embed.config.get("precision", "fp32") != "fp32":  # an int8 model sits beside its fp32 export
             label = "%s %s" % (label, embed.config["precision"])
-        rows.append((label, embed.input_shape, runtime, args.evaluations[eval_json],
-                     measure(embed, embed.input_shape, args.batches, args), False))
+        entries.append((label, embed.input_shape, runtime, args.evaluations[eval_json], embed, False))
     peer_shape = (3,) + args.peer_size
     with tempfile.TemporaryDirectory() as directory:
         if args.peer:
@@ -172,24 +192,28 @@ def main(argv=None):
             from torchreid_peer import OnnxRuntimeEmbedder
             runtimes = {PEER_ORT: OnnxRuntimeEmbedder(args.peer_onnx, args.threads)}
         for runtime, embed in runtimes.items():
-            rows.append(("peer: torchreid %s" % (args.peer or os.path.basename(args.peer_onnx)), peer_shape, runtime,
-                         args.evaluations[args.peer_eval], measure(embed, peer_shape, args.batches, args), True))
+            entries.append(("peer: torchreid %s" % (args.peer or os.path.basename(args.peer_onnx)), peer_shape,
+                            runtime, args.evaluations[args.peer_eval], embed, True))
+        speeds = measure_in_rounds([(embed, shape) for _, shape, _, _, embed, _ in entries], args.batches, args)
+    rows = [(label, shape, runtime, evaluation, median, per_round, is_peer)
+            for (label, shape, runtime, evaluation, _, is_peer), (median, per_round) in zip(entries, speeds)]
 
     rank_batch = args.batches[-1]
     points = [{"label": "%s (%s)" % (label, runtime), "mAP": evaluation["mAP"], "speed": speeds[rank_batch],
-               "peer": is_peer} for label, _, runtime, evaluation, speeds, is_peer in rows]
+               "peer": is_peer} for label, _, runtime, evaluation, speeds, _, is_peer in rows]
     on_frontier = frontier(points)
-    lines = ["| | model | input | runtime | mAP | Rank-1 | %s |" % " | ".join(
-        "crops/s, batch %d" % b for b in args.batches), "|" + "---|" * (6 + len(args.batches))]
-    for i, (label, shape, runtime, evaluation, speeds, _) in enumerate(rows):
-        lines.append("| %s | %s | %dx%d | %s | %.2f | %.2f | %s |" % (
+    lines = ["| | model | input | runtime | mAP | Rank-1 | %s | batch %d, each round |" % (" | ".join(
+        "crops/s, batch %d" % b for b in args.batches), rank_batch), "|" + "---|" * (7 + len(args.batches))]
+    for i, (label, shape, runtime, evaluation, speeds, per_round, _) in enumerate(rows):
+        lines.append("| %s | %s | %dx%d | %s | %.2f | %.2f | %s | %s |" % (
             "*" if i in on_frontier else "", label, shape[1], shape[2], runtime, evaluation["mAP"],
-            evaluation["rank1"], " | ".join("%.1f" % speeds[b] for b in args.batches)))
+            evaluation["rank1"], " | ".join("%.1f" % speeds[b] for b in args.batches),
+            " / ".join("%.1f" % speed for speed in per_round)))
     peer_ort = next(p for p in points if p["peer"] and p["label"].endswith("(%s)" % PEER_ORT))
     summary = best_line(points, peer_ort)
     os.makedirs(args.output, exist_ok=True)
-    header = "threads %d, load average %.1f, timed >= %.1f s and >= %d batches per cell" % (
-        args.threads, os.getloadavg()[0], args.min_seconds, args.min_batches)
+    header = ("threads %d, load average %.1f, timed >= %.1f s and >= %d batches per cell, median of %d rounds "
+              "taken in turn" % (args.threads, os.getloadavg()[0], args.min_seconds, args.min_batches, args.rounds))
     with open(os.path.join(args.output, "pareto.md"), "w") as f:
         f.write("\n".join([header, ""] + lines + ["", summary]) + "\n")
     plot(points, os.path.join(args.output, "pareto.png"), rank_batch)
