@@ -88,6 +88,8 @@ def test_too_few_images_is_a_clear_error_before_quantising(tmp_path):
     with pytest.raises(ValueError, match=r"--int8_calibration .* holds 1 images; 40 are needed \(30 to calibrate, "
                                          r"10 to check\)"):
         quantize.split_images(str(tmp_path), 30, 10)
+    with pytest.raises(ValueError, match=r"--fp16_check .* holds 1 images; 10 are needed \(10 to check\)$"):
+        quantize.split_images(str(tmp_path), 0, 10, flag="--fp16_check")
 
 
 def test_export_cli_refuses_int8_without_onnx(tmp_path, capsys):
