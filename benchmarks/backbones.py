@@ -22,7 +22,6 @@ Rank-1 / mAP of the final evaluation. From scratch, so no backbone is favoured b
 pretrained weights the others lack.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ import metric_learning  # noqa: E402,F401  (CPU defaults before paddle loads)
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from metric_learning.engine import rundir  # noqa: E402
 from metric_learning.models.backbones import backbone_names, build_backbone  # noqa: E402
 
 
@@ -89,8 +89,7 @@ def train_and_evaluate(name, size, iters, data_args, last_stride):
         run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if run.returncode != 0:
             raise RuntimeError("training %s failed:\n%s" % (name, run.stderr[-3000:]))
-        with open(os.path.join(save_dir, name, "train_log.jsonl"), encoding="utf-8") as f:
-            records = [json.loads(line) for line in f]
+        records = rundir.read_log(os.path.join(save_dir, name))
     # the first logged interval includes start-up (cache fill, kernel compilation)
     speeds = [r["images_per_s"] for r in records if "images_per_s" in r][1:]
     final = [r["eval"] for r in records if "eval" in r][-1]

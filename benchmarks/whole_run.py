@@ -21,7 +21,6 @@ step waited for its batch (``data_wait`` in the training log). With ``--cache_im
 image is decoded before timing, as in a run after its first epoch. Threads: ``OMP_NUM_THREADS`` as training sets it.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -71,8 +70,9 @@ def whole_run_speed(trainer, prefetch, warmup, iters, directory):
     trainer.stream.prefetch = prefetch
     trainer.iteration = 0
     trainer.fit()
-    with open(os.path.join(config.run_dir, "train_log.jsonl")) as log:
-        windows = [json.loads(line) for line in log][1:]   # the first window is the warm-up
+    from metric_learning.engine import rundir
+
+    windows = [record for record in rundir.read_log(config.run_dir) if "images_per_s" in record][1:]  # [0]: warm-up
     seconds = sum(config.display_iter_step / record["images_per_s"] for record in windows)
     waited = sum(record["data_wait"] * config.display_iter_step / record["images_per_s"] for record in windows)
     return len(windows) * config.display_iter_step / seconds, waited / seconds
