@@ -194,9 +194,9 @@ def main(argv=None):
         for runtime, embed in runtimes.items():
             entries.append(("peer: torchreid %s" % (args.peer or os.path.basename(args.peer_onnx)), peer_shape,
                             runtime, args.evaluations[args.peer_eval], embed, True))
-        speeds = measure_in_rounds([(embed, shape) for _, shape, _, _, embed, _ in entries], args.batches, args)
+        timings = measure_in_rounds([(embed, shape) for _, shape, _, _, embed, _ in entries], args.batches, args)
     rows = [(label, shape, runtime, evaluation, median, per_round, is_peer)
-            for (label, shape, runtime, evaluation, _, is_peer), (median, per_round) in zip(entries, speeds)]
+            for (label, shape, runtime, evaluation, _, is_peer), (median, per_round) in zip(entries, timings)]
 
     rank_batch = args.batches[-1]
     points = [{"label": "%s (%s)" % (label, runtime), "mAP": evaluation["mAP"], "speed": speeds[rank_batch],
