@@ -91,7 +91,8 @@ def test_one_run_measures_every_model_and_the_peer_and_writes_table_and_plot(tmp
     printed = capsys.readouterr().out.strip().splitlines()
     table = (out / "pareto.md").read_text()
     assert "median of 2 rounds taken in turn" in table
-    assert re.search(r"\| small \| 64x32 \| ONNX Runtime \| 70\.00 \| 85\.00 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ / [0-9.]+ \|", table)
+    assert re.search(r"\| small \| 64x32 \| ONNX Runtime \| 70\.00 \| 85\.00 \| "
+                     r"[0-9.]+ \| [0-9.]+ \| [0-9.]+ / [0-9.]+ \|", table)
     assert "| large | 96x48 | ONNX Runtime | 80.00 | 90.00 |" in table
     assert "| peer: torchreid reid.onnx | 64x32 | ONNX Runtime | 75.00 | 88.00 |" in table
     # only 'large' reaches the peer's 75.00 mAP, so it is the best whatever the speeds

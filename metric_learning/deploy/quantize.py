@@ -55,10 +55,9 @@ def split_images(image_dir, calibration_images, check_images, flag="--int8_calib
     names = market.list_images(image_dir)
     wanted = calibration_images + check_images
     if len(names) < wanted:
-        uses = [("%d to calibrate" % calibration_images) if calibration_images else "",
-                "%d to check" % check_images]
+        uses = (["%d to calibrate" % calibration_images] if calibration_images else []) + ["%d to check" % check_images]
         raise ValueError("%s %s holds %d images; %d are needed (%s)"
-                         % (flag, image_dir, len(names), wanted, ", ".join(use for use in uses if use)))
+                         % (flag, image_dir, len(names), wanted, ", ".join(uses)))
     picked = np.random.default_rng(CALIBRATION_SEED).permutation(len(names))[:wanted]
     paths = [os.path.join(image_dir, names[i]) for i in picked]
     images.check_images(paths)

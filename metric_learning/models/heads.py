@@ -10,9 +10,9 @@
   the network: *global* keeps the original strides, *part-2* and *part-3* have the last down-sampling removed
   (twice the map in each direction). On ResNet50_vd the branches begin where the paper's do (section 3.1:
   ResNet-50 shared up to res_conv4_1, each branch owning res_conv4_2 ... res_conv5_3); on a backbone the paper
-  does not cover, at its *last stage*, a definition that exists for every backbone. Each branch max-pools a global feature; part-2
-  also max-pools 2 stripes and part-3 3, 8 features in all, each reduced to 256 by a 1x1 conv + BN + ReLU and
-  each with its own classifier. The retrieval feature is the 8 x 256 = 2,048 concatenation.
+  does not cover, at its *last stage*, a definition that exists for every backbone. Each branch max-pools a
+  global feature; part-2 also max-pools 2 stripes and part-3 3, 8 features in all, each reduced to 256 by a
+  1x1 conv + BN + ReLU and each with its own classifier. The retrieval feature is the 8 x 256 = 2,048 concatenation.
 
   Differences, stated where they are:
 
